@@ -1,0 +1,45 @@
+# Blink — two commands: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
+SIZE ?= demo
+
+.PHONY: demo test test-fast prereq install stop airflow-ui lint clean
+
+# The virtual environment is rebuilt only when setup.cfg or constraints.txt change.
+$(STAMP): setup.cfg constraints.txt
+	@$(MAKE) --no-print-directory prereq
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+# One clear message for each missing system dependency.
+prereq:
+	@bash scripts/check_prereqs.sh
+
+demo: $(STAMP)
+	$(BIN)/python -m blink.demo --size $(SIZE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+lint: $(STAMP)
+	$(BIN)/ruff check blink jobs serving contracts dags tests
+	$(BIN)/mypy blink jobs serving contracts
+
+stop:
+	@test -x $(BIN)/blink && $(BIN)/blink stop || echo "nothing to stop (no .venv)"
+
+airflow-ui: $(STAMP)
+	$(BIN)/blink airflow-ui
+
+clean: stop
+	rm -rf var

@@ -1,0 +1,199 @@
+"""The ``blink`` command line: generate data, run the DAG, serve, ask, stop."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from blink import config as config_mod
+from blink import redis_server
+from blink.errors import BlinkError
+
+console = Console(stderr=True)
+
+
+def _cfg() -> config_mod.Config:
+    return config_mod.load()
+
+
+@click.group()
+def cli() -> None:
+    """Blink: real-time personalization (batch with Airflow + Spark, serving with Flask)."""
+
+
+@cli.command()
+@click.option("--size", type=click.Choice(["tiny", "demo", "bench"]), default=None, help="default: data.size")
+@click.option("--seed", type=int, default=None, help="default: data.seed")
+@click.option("--bad", type=int, default=0, help="also write N malformed events (to see the DLQ work)")
+def generate(size: str | None, seed: int | None, bad: int) -> None:
+    """Write synthetic items, users and events to var/landing/ as Parquet."""
+    from blink import synth
+
+    cfg = _cfg()
+    size, seed = size or cfg.data.size, seed if seed is not None else cfg.data.seed
+    with console.status(f"generating the {size} dataset (seed {seed})..."):
+        ds = synth.generate(size, seed)
+        if bad:
+            ds.events = __import__("pandas").concat([ds.events, synth.corrupt(ds.events, bad, seed)])
+        paths = synth.write(ds, cfg.var / "landing")
+    console.print(f"[green]wrote[/] {len(ds.items):,} items, {len(ds.users):,} users, "
+                  f"{len(ds.events):,} events ({bad} malformed) under {cfg.var / 'landing'}")
+    for name, path in paths.items():
+        console.print(f"  {name}: {path}")
+
+
+def _default_logical_date(cfg: config_mod.Config) -> str:
+    """The hour just after the newest event in the landing files (real datasets are old)."""
+    import pyarrow.dataset as ds
+
+    newest = 0
+    for path in sorted((cfg.var / "landing" / "events").glob("*.parquet")):
+        col = ds.dataset(path).to_table(columns=["timestamp"]).column("timestamp")
+        newest = max(newest, max((v for v in col.to_pylist() if isinstance(v, int) and v < 10**13), default=0))
+    if not newest:
+        raise BlinkError("no events in var/landing/events: run `blink generate` (or `blink import`) first")
+    hour = math.ceil(newest / 3_600_000) * 3_600_000
+    return datetime.fromtimestamp(hour / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+@cli.command("run-dag")
+@click.option("--date", "logical_date", default=None, help="logical date (ISO); default: after the newest event")
+def run_dag(logical_date: str | None) -> None:
+    """One run of recs_hourly through `airflow dags test`, with progress per task."""
+    from blink import airflow_env
+    from dags.recs_hourly import TASK_NAMES
+
+    cfg = _cfg()
+    redis_server.ensure(cfg)
+    logical_date = logical_date or _default_logical_date(cfg)
+    logs = cfg.var / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"dag-{int(time.time())}.log"
+    with console.status("preparing the Airflow metadata DB (var/airflow)..."):
+        airflow_env.migrate(cfg)
+    cmd = [airflow_env.airflow_bin(), "dags", "test", "recs_hourly", logical_date]
+    done: list[str] = []
+    started = time.perf_counter()
+    pattern = re.compile(r"task_id=(\w+).*(?:state=success|SUCCESS|Marking task as SUCCESS)", re.I)
+    with open(log_path, "w") as log, console.status("running recs_hourly...") as status:
+        proc = subprocess.Popen(cmd, env=airflow_env.environment(cfg), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            m = pattern.search(line)
+            if m and m.group(1) in TASK_NAMES and m.group(1) not in done:
+                done.append(m.group(1))
+                console.print(f"  [green]done[/] {m.group(1)}  ({time.perf_counter() - started:.0f}s)")
+                status.update(f"running recs_hourly... {len(done)}/{len(TASK_NAMES)} tasks")
+        code = proc.wait()
+    if code != 0 or "failed" in log_path.read_text().lower().split("dagrun")[-1][:2000]:
+        tail = "\n".join(log_path.read_text().splitlines()[-40:])
+        console.print(tail)
+        raise click.ClickException(f"recs_hourly failed (exit {code}); full log: {log_path}")
+    console.print(f"[green]recs_hourly finished[/] in {time.perf_counter() - started:.0f}s; log: {log_path}")
+
+
+@cli.command()
+@click.option("--host", default=None, help="default: serving.host (127.0.0.1)")
+@click.option("--port", type=int, default=None, help="default: serving.port")
+@click.option("--workers", type=int, default=None, help="default: serving.workers")
+@click.option("--daemon", is_flag=True, help="run in the background (pid in var/gunicorn.pid)")
+def serve(host: str | None, port: int | None, workers: int | None, daemon: bool) -> None:
+    """Start the serving API under gunicorn."""
+    cfg = _cfg()
+    redis_server.ensure(cfg)
+    env = dict(os.environ)
+    env["BLINK_SERVING__HOST"] = host or cfg.serving.host
+    env["BLINK_SERVING__PORT"] = str(port or cfg.serving.port)
+    env["BLINK_SERVING__WORKERS"] = str(workers or cfg.serving.workers)
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    cmd = [gunicorn, "-c", str(config_mod.ROOT / "conf" / "gunicorn.conf.py"), "serving.wsgi:app"]
+    if daemon:
+        cmd += ["--daemon", "--pid", str(cfg.var / "gunicorn.pid"),
+                "--error-logfile", str(cfg.var / "logs" / "gunicorn.log")]
+        (cfg.var / "logs").mkdir(parents=True, exist_ok=True)
+    console.print(f"serving on http://{env['BLINK_SERVING__HOST']}:{env['BLINK_SERVING__PORT']}")
+    raise SystemExit(subprocess.call(cmd, env=env, cwd=config_mod.ROOT))
+
+
+@cli.command()
+@click.argument("user_id")
+@click.option("-k", type=int, default=None)
+@click.option("--device", default=None)
+def recommend(user_id: str, k: int | None, device: str | None) -> None:
+    """Print one answer, computed in-process by the same router the API uses."""
+    from serving.app import create_app
+
+    app = create_app(_cfg(), start_reload=False)
+    answer = app.extensions["blink"]["router"].recommend(user_id, k=k, device=device)
+    click.echo(json.dumps(answer.to_dict(), indent=1))
+
+
+@cli.command()
+def evaluate() -> None:
+    """Print the offline evaluation of the version serving now."""
+    from jobs.evaluate import EVAL_FILE
+    from jobs.publish import published_dir
+
+    cfg = _cfg()
+    directory = published_dir(cfg)
+    if directory is None:
+        raise click.ClickException("no version published yet: run `blink run-dag`")
+    report = json.loads((directory / EVAL_FILE).read_text())
+    from rich.table import Table
+
+    k = report["k"]
+    table = Table(title=f"offline evaluation of {report['version']} (test window, k={k})")
+    for col in ("bucket", "users", "system", f"recall@{k}", f"ndcg@{k}", f"mrr@{k}", "coverage"):
+        table.add_column(col)
+    for bucket, row in report["table"].items():
+        for system in ("popularity", "retrieval", "two_stage"):
+            m = row[system]
+            table.add_row(bucket, str(row["users"]), system, f"{m[f'recall@{k}']:.4f}",
+                          f"{m[f'ndcg@{k}']:.4f}", f"{m[f'mrr@{k}']:.4f}", f"{m['coverage']:.3f}")
+    Console().print(table)
+    console.print(f"gate: {report['gate']['reason']}")
+
+
+@cli.command()
+def stop() -> None:
+    """Stop what Blink started: its gunicorn and its own redis-server (never REDIS_URL's)."""
+    cfg = _cfg()
+    pid_file = cfg.var / "gunicorn.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), 15)
+            console.print("stopped gunicorn")
+        except (ProcessLookupError, ValueError):
+            pass
+        pid_file.unlink(missing_ok=True)
+    console.print("stopped Blink's redis-server" if redis_server.stop(cfg) else "no Blink redis-server running")
+
+
+@cli.command("airflow-ui")
+def airflow_ui() -> None:
+    """`airflow standalone` on localhost, with Blink's AIRFLOW_HOME and DAG folder."""
+    from blink import airflow_env
+
+    cfg = _cfg()
+    redis_server.ensure(cfg)
+    raise SystemExit(subprocess.call([airflow_env.airflow_bin(), "standalone"], env=airflow_env.environment(cfg)))
+
+
+def main() -> None:
+    try:
+        cli()
+    except BlinkError as exc:
+        console.print(f"[red]blink: {exc}[/]")
+        raise SystemExit(2) from None

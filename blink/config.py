@@ -1,0 +1,191 @@
+"""One typed configuration: defaults -> conf/base.yaml -> conf/<BLINK_ENV>.yaml -> BLINK_* env.
+
+Environment variables use a double underscore between section and key, e.g.
+``BLINK_SERVING__PORT=9000``. ``REDIS_URL`` overrides ``redis.url`` (the usual convention).
+Unknown keys and bad values fail at load time with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from blink.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_PREFIX = "BLINK_"
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are an error, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class RedisConfig(Section):
+    url: str | None = Field(None, description="Use this server; unset = start our own")
+    password: SecretStr | None = Field(None, description="Only from the environment")
+    tls: bool = False
+    key_prefix: str = Field("blink", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    socket_timeout_ms: int = Field(50, ge=1, le=10_000)
+
+
+class PathsConfig(Section):
+    var_dir: Path = Path("var")
+
+    def resolved(self) -> Path:
+        return self.var_dir if self.var_dir.is_absolute() else ROOT / self.var_dir
+
+
+class DataConfig(Section):
+    size: Literal["tiny", "demo", "bench"] = "demo"
+    seed: int = 7
+
+
+class SparkConfig(Section):
+    master: str = "local[*]"
+    shuffle_partitions: int = Field(4, ge=1)
+    driver_memory: str = "4g"
+
+
+class SplitConfig(Section):
+    """Temporal split: [.. train_end) trains embeddings; then label hours; then test hours."""
+
+    label_hours: int = Field(72, ge=1)
+    test_hours: int = Field(72, ge=1)
+
+
+class EmbeddingsConfig(Section):
+    dim: int = Field(32, ge=2, le=512)
+    iterations: int = Field(10, ge=1)
+    reg: float = Field(0.05, gt=0)
+    alpha: float = Field(20.0, gt=0)
+
+
+class RetrievalConfig(Section):
+    candidates: int = Field(500, ge=10, le=5000)
+    brute_force_below: int = Field(2000, ge=0, description="items; exact search under this")
+    num_leaves: int = Field(0, ge=0, description="0 = sqrt(items)")
+    leaves_to_search: int = Field(0, ge=0, description="0 = 10% of leaves")
+    reorder: int = Field(1000, ge=0)
+
+
+class RankerConfig(Section):
+    objective: Literal["rank:ndcg", "rank:pairwise", "rank:map"] = "rank:ndcg"
+    n_estimators: int = Field(150, ge=1)
+    max_depth: int = Field(6, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    train_candidates: int = Field(200, ge=10, description="per training user")
+    max_train_users: int = Field(4000, ge=10)
+
+
+class HeadConfig(Section):
+    user_fraction: float = Field(0.2, gt=0, le=1)
+    list_length: int = Field(100, ge=1, le=1000)
+
+
+class ServingConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(2, ge=1)
+    default_k: int = Field(20, ge=1)
+    max_k: int = Field(100, ge=1)
+    max_id_length: int = Field(128, ge=1)
+    deadline_ms: float = Field(150.0, gt=0)
+    reload_seconds: float = Field(5.0, gt=0)
+
+
+class EvalConfig(Section):
+    k: int = Field(20, ge=1)
+    tolerance: float = Field(0.02, ge=0, description="relative; worse than current by more = no publish")
+    max_users: int = Field(3000, ge=10)
+
+
+class QualityConfig(Section):
+    window_hours: int = Field(24, ge=1, description="newest hours of events each run validates")
+
+
+class Config(Section):
+    """The whole configuration. Build it with :func:`load`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    env: str = "dev"
+    redis: RedisConfig = RedisConfig()
+    paths: PathsConfig = PathsConfig()
+    data: DataConfig = DataConfig()
+    spark: SparkConfig = SparkConfig()
+    split: SplitConfig = SplitConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    ranker: RankerConfig = RankerConfig()
+    head: HeadConfig = HeadConfig()
+    serving: ServingConfig = ServingConfig()
+    eval: EvalConfig = EvalConfig()
+    quality: QualityConfig = QualityConfig()
+
+    @property
+    def var(self) -> Path:
+        return self.paths.resolved()
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    """BLINK_SECTION__KEY=value -> {section: {key: value}}; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ("BLINK_ENV", "BLINK_CONF_DIR"):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+    if environ.get("REDIS_URL"):
+        out.setdefault("redis", {})["url"] = environ["REDIS_URL"]
+    return out
+
+
+def load(env: str | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load the layered config; raise ConfigError naming the first bad key."""
+    environ = dict(os.environ if environ is None else environ)
+    env = env or environ.get("BLINK_ENV", "dev")
+    conf_dir = Path(environ.get("BLINK_CONF_DIR", ROOT / "conf"))
+    layers = [_read_yaml(conf_dir / "base.yaml"), _read_yaml(conf_dir / f"{env}.yaml"), _from_env(environ)]
+    merged: dict[str, Any] = {"env": env}
+    for layer in layers:
+        merged = _merge(merged, layer)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            env_name = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"config key '{key}' (or {env_name}): {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,44 @@
+"""One exception hierarchy for Blink. Each error knows its HTTP status and says how to fix it."""
+
+from __future__ import annotations
+
+
+class BlinkError(Exception):
+    """Base of every error Blink raises on purpose."""
+
+    status: int = 500
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": type(self).__name__, "message": str(self)}
+
+
+class ConfigError(BlinkError):
+    """Configuration is invalid: names the key and the fix."""
+
+
+class SetupError(BlinkError):
+    """A system dependency (Java, redis-server, an artifact) is missing."""
+
+    status = 503
+
+
+class BadRequest(BlinkError):
+    """The request itself is invalid (bad id, k out of range...)."""
+
+    status = 400
+
+
+class NotReady(BlinkError):
+    """The service cannot answer yet (no model published, store down)."""
+
+    status = 503
+
+
+class ContractViolation(BlinkError):
+    """A record does not satisfy its data contract."""
+
+    status = 400
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors

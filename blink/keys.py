@@ -1,0 +1,31 @@
+"""Every Redis key Blink uses, built by one helper from named constants.
+
+Versioned keys live under ``<prefix>:v:<version>:...`` so that a new model version is
+written completely before one SET of CURRENT_VERSION switches readers to it, and old
+versions can be expired as a whole.
+"""
+
+from __future__ import annotations
+
+CURRENT_VERSION = "current_version"  # string: the version serving reads
+VERSIONS = "versions"  # sorted set: published versions, score = publish time
+HEAD = "head"  # per user: precomputed list (JSON)
+TRENDING = "trending"  # per version: fallback list (JSON)
+META = "meta"  # per version: manifest summary (JSON)
+
+
+class Keys:
+    """Builds keys under one prefix; the prefix comes from config (redis.key_prefix)."""
+
+    def __init__(self, prefix: str = "blink") -> None:
+        self.prefix = prefix
+
+    def global_(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
+    def versioned(self, version: str, name: str, ident: str | None = None) -> str:
+        key = f"{self.prefix}:v:{version}:{name}"
+        return key if ident is None else f"{key}:{ident}"
+
+    def version_pattern(self, version: str) -> str:
+        return f"{self.prefix}:v:{version}:*"

@@ -1,0 +1,110 @@
+"""A published model version, loaded into aligned NumPy arrays for fast lookups.
+
+Artifacts of one version (written by the batch jobs, read here by everything else)::
+
+    var/artifacts/<version>/
+        embeddings.npz           item_ids, item_vectors, user_ids, user_vectors   (embeddings job)
+        features/<as_of>/        users.parquet, items.parquet, meta.json           (features job)
+        scann/                   the retrieval index                               (index job)
+        ranker.ubj               XGBoost ranker (UBJSON, never pickle)             (ranker job)
+        manifest.json            written last by publish: the version is complete  (publish job)
+
+``as_of`` names the point in time the user/item state describes: ``train`` (ranker
+training), ``eval`` (offline evaluation) or ``serve`` (the newest state, what is published).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from blink.features import ITEM_FEATURES, USER_FEATURES
+from blink.retrieval import Retriever
+
+EMBEDDINGS = "embeddings.npz"
+RANKER = "ranker.ubj"
+MANIFEST = "manifest.json"
+
+
+def features_dir(directory: Path, as_of: str) -> Path:
+    return directory / "features" / as_of
+
+
+@dataclass
+class Model:
+    """Everything the recommend pipeline needs, indexed by integer positions."""
+
+    version: str
+    as_of_ms: int
+    item_ids: np.ndarray
+    item_vectors: np.ndarray
+    item_features: np.ndarray
+    item_category: np.ndarray  # index into categories; len(categories) = unknown
+    categories: list[str]
+    user_ids: list[str]
+    user_vectors: np.ndarray  # NaN rows for users with nothing to embed
+    user_features: np.ndarray
+    user_category_share: np.ndarray  # one extra NaN column for unknown categories
+    history: list[np.ndarray]  # item positions each user consumed before as_of
+    trending: list[tuple[str, float]]
+    retriever: Retriever | None = None
+    booster: object | None = None
+    item_index: dict[str, int] = field(default_factory=dict)
+    user_index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.item_index = {str(i): j for j, i in enumerate(self.item_ids)}
+        self.user_index = {u: j for j, u in enumerate(self.user_ids)}
+
+    @classmethod
+    def load(cls, directory: Path, as_of: str = "serve", *, retriever: bool = True,
+             ranker: bool = True) -> Model:
+        emb = np.load(directory / EMBEDDINGS, allow_pickle=False)
+        item_ids = emb["item_ids"].astype(str)
+        item_vectors = emb["item_vectors"].astype(np.float32)
+        item_index = {i: j for j, i in enumerate(item_ids)}
+        fdir = features_dir(directory, as_of)
+        meta = json.loads((fdir / "meta.json").read_text())
+        categories: list[str] = meta["categories"]
+        cat_index = {c: j for j, c in enumerate(categories)}
+
+        items = pd.read_parquet(fdir / "items.parquet").set_index("item_id").reindex(item_ids)
+        item_features = items[[f.name for f in ITEM_FEATURES]].to_numpy(np.float32, na_value=np.nan)
+        item_category = np.array([cat_index.get(c, len(categories)) for c in items["category"]], np.int64)
+
+        users = pd.read_parquet(fdir / "users.parquet")
+        als_users = {u: j for j, u in enumerate(emb["user_ids"].astype(str))}
+        user_ids = list(users["user_id"])
+        user_features = users[[f.name for f in USER_FEATURES]].to_numpy(np.float32, na_value=np.nan)
+        share = np.full((len(users), len(categories) + 1), np.nan, np.float32)
+        if len(users):
+            share[:, : len(categories)] = np.stack(users["category_share"].to_numpy()).astype(np.float32)
+        history = [np.array([item_index[i] for i in h if i in item_index], np.int64)
+                   for h in users["history"]]
+        user_vectors = np.full((len(users), item_vectors.shape[1]), np.nan, np.float32)
+        for pos, uid in enumerate(user_ids):
+            if uid in als_users:
+                user_vectors[pos] = emb["user_vectors"][als_users[uid]]
+            elif len(history[pos]):
+                # Fold-in: a user who arrived after the embeddings were fitted is the mean of
+                # what they touched, which lives in the same vector space.
+                user_vectors[pos] = item_vectors[history[pos]].mean(axis=0)
+
+        booster = None
+        if ranker and (directory / RANKER).exists():
+            import xgboost as xgb
+
+            booster = xgb.Booster(model_file=str(directory / RANKER))
+            booster.set_param({"nthread": 1})  # one request = one thread; workers give parallelism
+        return cls(
+            version=directory.name, as_of_ms=int(meta["as_of_ms"]), item_ids=item_ids,
+            item_vectors=item_vectors, item_features=item_features, item_category=item_category,
+            categories=categories, user_ids=user_ids, user_vectors=user_vectors,
+            user_features=user_features, user_category_share=share, history=history,
+            trending=[(str(i), float(s)) for i, s in meta["trending"]],
+            retriever=Retriever.load(directory) if retriever else None, booster=booster,
+        )

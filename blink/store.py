@@ -1,0 +1,161 @@
+"""The recommendation store: one interface, a Redis backend and an in-memory one.
+
+Batch publishes a version's head lists and trending list under versioned keys, then
+switches the current-version pointer with one SET, so readers see either the old version
+or the complete new one. Serving reads a head list with one GET. Both backends run through
+the same behaviour tests (tests/test_store.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import redis
+
+from blink.keys import CURRENT_VERSION, HEAD, META, TRENDING, VERSIONS, Keys
+
+Scored = list[tuple[str, float]]
+
+
+def encode(items: Scored, version: str) -> str:
+    return json.dumps({"items": items, "version": version, "computed_at": int(time.time() * 1000)})
+
+
+def decode(raw: str | bytes) -> Scored:
+    return [(str(i), float(s)) for i, s in json.loads(raw)["items"]]
+
+
+class RecStore(Protocol):
+    def current_version(self) -> str | None: ...
+    def head_list(self, version: str, user_id: str) -> Scored | None: ...
+    def trending(self, version: str) -> Scored | None: ...
+    def meta(self, version: str) -> dict[str, Any] | None: ...
+    def versions(self) -> list[str]: ...
+    def publish(self, version: str, heads: Iterable[tuple[str, Scored]], trending: Scored,
+                meta: dict[str, Any], keep: int = 3) -> int: ...
+    def ping(self) -> bool: ...
+
+
+class RedisStore:
+    """Redis backend; only ever touches keys under its own prefix."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.r = client
+        self.k = keys
+
+    def current_version(self) -> str | None:
+        raw = self.r.get(self.k.global_(CURRENT_VERSION))
+        return raw.decode() if isinstance(raw, bytes) else raw  # type: ignore[return-value]
+
+    def head_list(self, version: str, user_id: str) -> Scored | None:
+        raw = self.r.get(self.k.versioned(version, HEAD, user_id))
+        return decode(raw) if raw is not None else None  # type: ignore[arg-type]
+
+    def trending(self, version: str) -> Scored | None:
+        raw = self.r.get(self.k.versioned(version, TRENDING))
+        return decode(raw) if raw is not None else None  # type: ignore[arg-type]
+
+    def meta(self, version: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.k.versioned(version, META))
+        return json.loads(raw) if raw is not None else None  # type: ignore[arg-type]
+
+    def versions(self) -> list[str]:
+        return [v.decode() for v in self.r.zrange(self.k.global_(VERSIONS), 0, -1)]  # type: ignore[union-attr]
+
+    def publish(self, version: str, heads: Iterable[tuple[str, Scored]], trending: Scored,
+                meta: dict[str, Any], keep: int = 3) -> int:
+        written = 0
+        pipe = self.r.pipeline(transaction=False)
+        for user_id, items in heads:
+            pipe.set(self.k.versioned(version, HEAD, user_id), encode(items, version))
+            written += 1
+            if written % 5000 == 0:
+                pipe.execute()
+        pipe.set(self.k.versioned(version, TRENDING), encode(trending, version))
+        pipe.set(self.k.versioned(version, META), json.dumps(meta))
+        pipe.execute()
+        # The switch: everything above is complete before readers can see this version.
+        tx = self.r.pipeline(transaction=True)
+        tx.set(self.k.global_(CURRENT_VERSION), version)
+        tx.zadd(self.k.global_(VERSIONS), {version: time.time()})
+        tx.execute()
+        self._expire_old(keep)
+        return written
+
+    def _expire_old(self, keep: int) -> None:
+        """Delete versions beyond the newest ``keep`` (rollback targets stay)."""
+        old = self.r.zrange(self.k.global_(VERSIONS), 0, -(keep + 1))
+        for raw in old:  # type: ignore[union-attr]
+            version = raw.decode()
+            for batch in _chunks(self.r.scan_iter(match=self.k.version_pattern(version), count=1000), 1000):
+                self.r.unlink(*batch)
+            self.r.zrem(self.k.global_(VERSIONS), version)
+
+    def switch(self, version: str) -> None:
+        """Point readers at an already published version (rollback)."""
+        if self.meta(version) is None:
+            raise KeyError(f"version {version} is not in the store; known: {self.versions()}")
+        self.r.set(self.k.global_(CURRENT_VERSION), version)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.r.ping())
+        except redis.RedisError:
+            return False
+
+
+class MemoryStore:
+    """In-process backend: tests, and a single-process deployment without Redis."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+        self.order: list[str] = []
+        self.current: str | None = None
+
+    def current_version(self) -> str | None:
+        return self.current
+
+    def head_list(self, version: str, user_id: str) -> Scored | None:
+        return self.data.get(version, {}).get("heads", {}).get(user_id)
+
+    def trending(self, version: str) -> Scored | None:
+        return self.data.get(version, {}).get("trending")
+
+    def meta(self, version: str) -> dict[str, Any] | None:
+        return self.data.get(version, {}).get("meta")
+
+    def versions(self) -> list[str]:
+        return list(self.order)
+
+    def publish(self, version: str, heads: Iterable[tuple[str, Scored]], trending: Scored,
+                meta: dict[str, Any], keep: int = 3) -> int:
+        rows = {u: [(str(i), float(s)) for i, s in items] for u, items in heads}
+        self.data[version] = {"heads": rows, "trending": [(str(i), float(s)) for i, s in trending], "meta": meta}
+        self.order = [v for v in self.order if v != version] + [version]
+        self.current = version
+        for old in self.order[:-keep]:
+            self.data.pop(old, None)
+        self.order = self.order[-keep:]
+        return len(rows)
+
+    def switch(self, version: str) -> None:
+        if version not in self.data:
+            raise KeyError(f"version {version} is not in the store; known: {self.order}")
+        self.current = version
+
+    def ping(self) -> bool:
+        return True
+
+
+def _chunks(it: Iterable[Any], n: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for x in it:
+        batch.append(x)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,329 @@
+"""Validate records against their Avro contract plus Blink's semantic rules.
+
+Every record entering Blink (API events, landing files, importer output) goes through
+``validate``. The Avro check (fastavro) decides the types; the semantic rules catch what a
+type cannot: timestamps in the wrong unit, ids with control characters, a rating of 42.
+Each message starts with ``field: rule`` and then says how to fix it, so the dead-letter
+queue can group rejects by rule (see ``contracts.dlq.reason_key``).
+
+A nullable field that is absent reads as null: JSON producers, and Spark's ``toJSON``, omit
+nulls, and Avro would fill the same null on read.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import numbers
+import re
+import reprlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from fastavro import parse_schema
+from fastavro.validation import validate as avro_valid
+
+from blink.errors import ContractViolation
+
+Kind = Literal["event", "item", "user", "recommendation"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+ID_FIELDS = frozenset({"event_id", "user_id", "session_id", "item_id"})
+MAX_ID_LEN = 128
+MIN_TIMESTAMP_MS = 631_152_000_000  # 1990-01-01T00:00:00Z: older data is a unit or clock bug
+MAX_SKEW_MS = 86_400_000  # accept clocks up to one day ahead, not more
+RATING_RANGE = (0.0, 10.0)
+
+# Unicode category Cc is exactly these two ranges; a regex is much faster than unicodedata.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MISSING = object()
+_repr = reprlib.Repr()  # short reprs: a rejected payload may be huge
+_repr.maxstring = _repr.maxother = 40
+
+Rule = Callable[[Any, int], str | None]  # (value, now_ms) -> problem or None
+
+
+def versions(kind: Kind) -> list[int]:
+    """Schema versions available for ``kind``, oldest first."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown contract kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return sorted(int(p.name.split(".v")[1].split(".")[0]) for p in SCHEMA_DIR.glob(f"{kind}.v*.avsc"))
+
+
+@functools.cache
+def schema(kind: Kind, version: int | None = None) -> dict[str, Any]:
+    """The parsed Avro schema of ``kind`` (latest version unless ``version`` is given); cached."""
+    available = versions(kind)
+    version = available[-1] if version is None else version
+    if version not in available:
+        raise ValueError(f"no {kind} schema v{version}; available: {available}")
+    with open(SCHEMA_DIR / f"{kind}.v{version}.avsc", encoding="utf-8") as fh:
+        return cast(dict[str, Any], parse_schema(json.load(fh)))
+
+
+def _symbols(kind: Kind, field: str) -> tuple[str, ...]:
+    ftype = next(f["type"] for f in schema(kind)["fields"] if f["name"] == field)
+    return tuple(ftype["symbols"])
+
+
+EVENT_TYPES = _symbols("event", "event_type")
+DEVICES = _symbols("event", "device")
+
+
+# --- value rules: return a problem (without the field name) or None -----------------------
+
+
+def _show(value: Any) -> str:
+    return f"{type(value).__name__} {_repr.repr(value)}"
+
+
+def _iso(ms: int) -> str:
+    try:
+        return (_EPOCH + timedelta(milliseconds=ms)).isoformat().replace("+00:00", "Z")
+    except OverflowError:
+        return "a date outside years 1-9999"
+
+
+def _id_rule(nullable: bool) -> Rule:
+    empty = "must not be empty" + (", send null if there is none" if nullable else "")
+
+    def rule(v: Any, now_ms: int) -> str | None:
+        if not isinstance(v, str):
+            return None  # a type problem: the Avro check reports it
+        if not v:
+            return empty
+        if len(v) > MAX_ID_LEN:
+            return f"too long ({len(v)} characters), at most {MAX_ID_LEN} allowed"
+        bad = _CONTROL.search(v)
+        if bad:
+            return f"contains a control character (U+{ord(bad.group()):04X} at position " \
+                   f"{bad.start()}), remove it"
+        if v[0].isspace() or v[-1].isspace():
+            return "has leading or trailing whitespace, strip it"
+        return None
+
+    return rule
+
+
+def _timestamp_rule(v: Any, now_ms: int) -> str | None:
+    if type(v) is not int:  # fast path first; numpy ints are Integral, bools are not allowed
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            return f"expected an integer of epoch milliseconds, got {_show(v)}"
+        v = int(v)
+    if MIN_TIMESTAMP_MS <= v <= now_ms + MAX_SKEW_MS:
+        return None
+    # Wrong units are the usual cause, and their magnitude gives them away.
+    if 0 < v < 1e11:
+        return f"looks like seconds ({v}), send milliseconds (multiply by 1000)"
+    if 1e14 <= v < 1e17:
+        return f"looks like microseconds ({v}), send milliseconds (divide by 1000)"
+    if v >= 1e17:
+        return f"looks like nanoseconds ({v}), send milliseconds (divide by 1_000_000)"
+    if v < MIN_TIMESTAMP_MS:
+        return f"too old ({_iso(v)}), must be on or after 1990-01-01 in epoch milliseconds"
+    return f"too far in the future ({_iso(v)}), at most now + 1 day, check the producer's clock"
+
+
+def _finite_rule(nullable: bool) -> Rule:
+    hint = ", send null for no value" if nullable else ""
+
+    def rule(v: Any, now_ms: int) -> str | None:
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"must be a finite number (got {v}){hint}"
+        return None
+
+    return rule
+
+
+def _non_negative(v: Any, now_ms: int) -> str | None:
+    if isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
+        return f"must not be negative (got {v})"
+    return None
+
+
+# --- compiled contract ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    required: bool  # neither nullable nor defaulted
+    nullable: bool
+    default: Any
+    avro: dict[str, Any]  # the field type parsed on its own, to pinpoint type errors
+    describe: str
+    symbols: tuple[str, ...]  # allowed enum values, for the "unknown value" message
+    rules: tuple[Rule, ...]
+
+
+def _describe(t: Any) -> str:
+    if isinstance(t, list):
+        return " or ".join(_describe(b) for b in t)
+    if isinstance(t, str):
+        return t
+    if t.get("logicalType") == "timestamp-millis":
+        return "long (epoch milliseconds)"
+    if t["type"] == "enum":
+        return "one of " + ", ".join(t["symbols"])
+    if t["type"] == "map":
+        return f"map of string to {_describe(t['values'])}"
+    if t["type"] == "array":
+        return f"array of {_describe(t['items'])}"
+    if t["type"] == "record":
+        return "{" + ", ".join(f"{f['name']}: {_describe(f['type'])}" for f in t["fields"]) + "}"
+    return _describe(t["type"])
+
+
+def _compile_field(f: dict[str, Any]) -> _Field:
+    branches = f["type"] if isinstance(f["type"], list) else [f["type"]]
+    nullable = "null" in branches
+    (main,) = [b for b in branches if b != "null"]  # our unions are all [null, X]
+    base = main if isinstance(main, str) else main["type"]
+    rules: list[Rule] = []
+    if f["name"] in ID_FIELDS:
+        rules.append(_id_rule(nullable))
+    if isinstance(main, dict) and main.get("logicalType") == "timestamp-millis":
+        rules.append(_timestamp_rule)
+    if base in ("double", "float"):
+        rules.append(_finite_rule(nullable))
+    if f["name"] == "price":
+        rules.append(_non_negative)
+    return _Field(
+        name=f["name"],
+        required=not nullable and "default" not in f,
+        nullable=nullable,
+        default=f.get("default"),
+        avro=parse_schema(f["type"]),
+        describe=_describe(f["type"]),
+        symbols=tuple(main["symbols"]) if base == "enum" else (),
+        rules=tuple(rules),
+    )
+
+
+@functools.cache
+def _fields(kind: Kind) -> tuple[_Field, ...]:
+    return tuple(_compile_field(f) for f in schema(kind)["fields"])
+
+
+def _type_problem(f: _Field, value: Any) -> str:
+    if f.symbols and isinstance(value, str):
+        return f"{f.name}: unknown value {value!r}, allowed: {', '.join(f.symbols)}"
+    return f"{f.name}: expected {f.describe}, got {_show(value)}"
+
+
+# --- rules across fields ----------------------------------------------------------------------
+
+
+def _event_rules(r: Mapping[str, Any], bad: set[str], now_ms: int) -> list[str]:
+    out = []
+    etype = r.get("event_type")
+    if r.get("item_id") is None and etype != "search" and "event_type" not in bad:
+        out.append(f"item_id: null is only allowed for event_type search, send the id of the "
+                   f"item of this {etype!r} event")
+    value = r.get("value")
+    if etype == "rating" and "value" not in bad:
+        low, high = RATING_RANGE
+        if value is None:
+            out.append(f"value: rating needs a value, send the rating between {low:g} and {high:g}")
+        elif isinstance(value, int | float) and not isinstance(value, bool) \
+                and not low <= value <= high:
+            out.append(f"value: rating out of range {low:g}..{high:g} (got {value})")
+    return out
+
+
+_ITEM_ID_RULE, _SCORE_RULE = _id_rule(False), _finite_rule(False)
+
+
+def _recommendation_rules(r: Mapping[str, Any], bad: set[str], now_ms: int) -> list[str]:
+    out: list[str] = []
+    items = r.get("items")
+    if "items" in bad or not isinstance(items, list):
+        return out
+    array = next(f for f in _fields("recommendation") if f.name == "items")
+    for i, item in enumerate(items):
+        # Point at the element: "items: expected array of ..." alone is no help in a long list.
+        if not avro_valid([item], array.avro, raise_errors=False):
+            out.append(f"items[{i}]: expected {_describe(array.avro['items'])}, got {_show(item)}")
+            continue
+        for name, rule in (("item_id", _ITEM_ID_RULE), ("score", _SCORE_RULE)):
+            problem = rule(item[name], now_ms)
+            if problem:
+                out.append(f"items[{i}].{name}: {problem}")
+    if out:
+        bad.add("items")  # already explained element by element
+    return out
+
+
+_RECORD_RULES: dict[str, Callable[[Mapping[str, Any], set[str], int], list[str]]] = {
+    "event": _event_rules,
+    "recommendation": _recommendation_rules,
+}
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+def validate(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -> list[str]:
+    """Problems with ``record`` as a ``kind`` (``[]`` when valid).
+
+    Each problem names the field and says how to fix it. ``now_ms`` (epoch ms) bounds
+    timestamps from above; pass it when validating a batch so the answer is reproducible.
+    """
+    fields = _fields(kind)
+    if not isinstance(record, Mapping):
+        return [f"{kind}: expected a mapping of field names to values, got {_show(record)}"]
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    errors: list[str] = []
+    bad: set[str] = set()
+    for f in fields:
+        value = record.get(f.name, _MISSING)
+        if value is _MISSING or value is None:
+            if f.nullable or (value is _MISSING and not f.required):
+                continue
+            bad.add(f.name)
+            errors.append(f"{f.name}: required field is missing" if value is _MISSING
+                          else f"{f.name}: must not be null, expected {f.describe}")
+            continue
+        for rule in f.rules:
+            problem = rule(value, now)
+            if problem:
+                bad.add(f.name)
+                errors.append(f"{f.name}: {problem}")
+                break
+    record_rules = _RECORD_RULES.get(kind)
+    if record_rules:
+        errors += record_rules(record, bad, now)
+    # One fast whole-record Avro check; only when it fails, find which fields are wrong.
+    if not avro_valid(record, schema(kind), raise_errors=False):
+        for f in fields:
+            value = record.get(f.name, f.default)
+            if f.name not in bad and not avro_valid(value, f.avro, raise_errors=False):
+                errors.append(_type_problem(f, value))
+        if not errors:  # not expected; never let an invalid record through silently
+            errors.append(f"{kind}: does not match schema {schema(kind)['name']}")
+    return errors
+
+
+def check(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -> dict[str, Any]:
+    """The record normalized to its schema, or raise ``ContractViolation`` listing all problems.
+
+    Normalized: fields in schema order, absent optional fields filled (null or the schema
+    default), fields the schema does not know dropped.
+    """
+    errors = validate(kind, record, now_ms)
+    if errors:
+        raise ContractViolation(errors)
+    out: dict[str, Any] = {}
+    for f in _fields(kind):
+        value = record.get(f.name)
+        # Copy mutable defaults so callers cannot change the schema's default by accident.
+        out[f.name] = (f.default.copy() if isinstance(f.default, dict) else f.default) \
+            if value is None else value
+    return out

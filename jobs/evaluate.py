@@ -1,0 +1,120 @@
+"""Evaluate: offline metrics on the held-out test window, and the publish gate.
+
+Three systems answer for every user active in [eval, serve): popularity (trending as of
+the eval cut-off), retrieval only (ScaNN order) and the two-stage pipeline. Users are
+bucketed by activity: head (top fraction by events), tail, and new (unknown at the
+cut-off; every system can only give them popularity). The gate refuses to publish a model
+whose two-stage NDCG falls below the published one's by more than eval.tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blink.config import Config
+from blink.errors import BlinkError
+from blink.features import USER_INDEX, Context
+from jobs import labels
+from jobs.metrics import mrr_at, ndcg_at, recall_at
+from jobs.run import Run
+from jobs.spark import cached_model, map_partitions
+
+log = logging.getLogger(__name__)
+SYSTEMS = ("popularity", "retrieval", "two_stage")
+EVAL_FILE = "eval.json"
+
+
+class GateFailed(BlinkError):
+    """The new model is worse than the published one beyond the tolerance: not published."""
+
+
+def score_users(directory: str, as_of_ms: int, k: int, candidates: int,
+                rows: Iterator[tuple[str, list[str]]]) -> Iterator[dict[str, Any]]:
+    """Per user: the three systems' top-k and their metrics. Runs inside Spark workers."""
+    from blink.pipeline import Pipeline
+
+    pipe = Pipeline(cached_model(directory, "eval"), candidates)
+    ctx = Context(now_ms=as_of_ms)
+    for user_id, truth_list in rows:
+        truth = set(truth_list)
+        pos = pipe.model.user_index.get(user_id)
+        seen = [str(pipe.model.item_ids[j]) for j in pipe.model.history[pos]] if pos is not None else []
+        popular = [i for i, _ in pipe.trending(k, exclude=seen)]
+        lists = {"popularity": popular}
+        if pipe.user_position(user_id) is None:
+            bucket = "new"
+            lists["retrieval"] = lists["two_stage"] = popular
+        else:
+            bucket = "known"
+            lists["retrieval"] = [i for i, _ in pipe.recommend(user_id, k, ctx, rank=False) or []]
+            lists["two_stage"] = [i for i, _ in pipe.recommend(user_id, k, ctx) or []]
+        events = float(pipe.model.user_features[pos][USER_INDEX["u_events"]]) if pos is not None else 0.0
+        yield {"user": user_id, "bucket": bucket, "events": events, "lists": lists,
+               "metrics": {s: {"recall": recall_at(lists[s], truth, k), "ndcg": ndcg_at(lists[s], truth, k),
+                               "mrr": mrr_at(lists[s], truth, k)} for s in SYSTEMS}}
+
+
+def summarise(rows: list[dict[str, Any]], n_items: int, head_fraction: float, k: int) -> dict[str, Any]:
+    known = sorted((r["events"] for r in rows if r["bucket"] == "known"), reverse=True)
+    cut = known[max(0, int(len(known) * head_fraction) - 1)] if known else 0
+    for r in rows:
+        if r["bucket"] == "known":
+            r["bucket"] = "head" if r["events"] >= cut else "tail"
+    table: dict[str, Any] = {}
+    for bucket in ("all", "head", "tail", "new"):
+        part = [r for r in rows if bucket == "all" or r["bucket"] == bucket]
+        if not part:
+            continue
+        table[bucket] = {"users": len(part)}
+        for s in SYSTEMS:
+            table[bucket][s] = {f"{m}@{k}": float(np.mean([r["metrics"][s][m] for r in part]))
+                                for m in ("recall", "ndcg", "mrr")}
+            table[bucket][s]["coverage"] = len({i for r in part for i in r["lists"][s]}) / max(n_items, 1)
+    return table
+
+
+def run(spark: Any, cfg: Config, interval: Run, published_dir: Path | None) -> dict[str, Any]:
+    directory = str(interval.artifact_dir)
+    k = cfg.eval.k
+    truth = labels.window(spark, str(cfg.var / "lake" / "events"), interval.as_of("eval"), interval.as_of("serve"))
+    model = cached_model(directory, "eval")
+    # Only items first seen in the test window count: re-consumption is filtered at serve time.
+    rows_in = []
+    for user, items in truth.items():
+        pos = model.user_index.get(user)
+        seen = {str(model.item_ids[j]) for j in model.history[pos]} if pos is not None else set()
+        fresh = sorted(set(items) - seen)
+        if fresh:
+            rows_in.append((user, fresh))
+    random.Random(5).shuffle(rows_in)
+    rows_in = rows_in[: cfg.eval.max_users]
+    fn = partial(score_users, directory, interval.as_of("eval"), k, cfg.retrieval.candidates)
+    rows = map_partitions(spark, rows_in, fn)
+    table = summarise(rows, len(model.item_ids), cfg.head.user_fraction, k)
+    report = {"version": interval.version, "k": k, "table": table, "gate": gate(cfg, table, published_dir)}
+    (interval.artifact_dir / EVAL_FILE).write_text(json.dumps(report, indent=1))
+    log.info("evaluate: %s", json.dumps(report["table"].get("all")))
+    if not report["gate"]["passed"]:
+        raise GateFailed(report["gate"]["reason"])
+    return report
+
+
+def gate(cfg: Config, table: dict[str, Any], published_dir: Path | None) -> dict[str, Any]:
+    key = f"ndcg@{cfg.eval.k}"
+    new = table.get("all", {}).get("two_stage", {}).get(key, 0.0)
+    if published_dir is None or not (published_dir / EVAL_FILE).exists():
+        return {"passed": True, "reason": "no published model to compare with", "new": new}
+    old = json.loads((published_dir / EVAL_FILE).read_text())["table"]["all"]["two_stage"][key]
+    floor = old * (1 - cfg.eval.tolerance)
+    passed = new >= floor
+    reason = (f"two-stage {key} {new:.4f} vs published {published_dir.name} {old:.4f} "
+              f"(floor {floor:.4f} at tolerance {cfg.eval.tolerance:.0%})")
+    return {"passed": passed, "reason": ("ok: " if passed else "NOT PUBLISHED: ") + reason, "new": new, "old": old}

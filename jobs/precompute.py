@@ -1,0 +1,50 @@
+"""Precompute: the serving pipeline, run by Spark over the head users' partitions.
+
+Each Python worker loads the version once and calls blink.pipeline.Pipeline.recommend --
+the very function the tail path calls -- with the context of the version's as-of time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import pandas as pd
+
+from blink.config import Config
+from blink.features import Context
+from jobs.head import HEAD_FILE
+from jobs.run import Run
+from jobs.spark import cached_model, map_partitions
+
+log = logging.getLogger(__name__)
+LISTS_FILE = "head_lists.parquet"
+
+
+def recommend_partition(directory: str, as_of_ms: int, length: int, candidates: int,
+                        users: Iterator[str]) -> Iterator[tuple[str, str]]:
+    from blink.pipeline import Pipeline
+
+    pipe = Pipeline(cached_model(directory, "serve"), candidates)
+    ctx = Context(now_ms=as_of_ms)
+    for user_id in users:
+        items = pipe.recommend(user_id, length, ctx)
+        if items:
+            yield user_id, json.dumps(items)
+
+
+def run(spark: Any, cfg: Config, interval: Run) -> dict[str, float]:
+    users = json.loads((interval.artifact_dir / HEAD_FILE).read_text())
+    started = time.perf_counter()
+    fn = partial(recommend_partition, str(interval.artifact_dir), interval.as_of_ms,
+                 cfg.head.list_length, cfg.retrieval.candidates)
+    rows = map_partitions(spark, users, fn)
+    seconds = time.perf_counter() - started
+    pd.DataFrame(rows, columns=["user_id", "items"]).to_parquet(interval.artifact_dir / LISTS_FILE, index=False)
+    rate = len(rows) / seconds if seconds else 0.0
+    log.info("precompute: %d head lists in %.1fs (%.0f users/s)", len(rows), seconds, rate)
+    return {"lists": len(rows), "seconds": round(seconds, 2), "users_per_s": round(rate, 1)}

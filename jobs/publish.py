@@ -1,0 +1,53 @@
+"""Publish: versioned Redis keys, the manifest, then one atomic switch of the pointer.
+
+Nothing before this task touches what serving reads, so a failure anywhere upstream leaves
+the previous version serving. The manifest is written last on disk too: a version
+directory without one is incomplete and never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import pandas as pd
+
+from blink import redis_server
+from blink.config import Config
+from blink.keys import Keys
+from blink.model import MANIFEST, features_dir
+from blink.store import RedisStore
+from jobs.evaluate import EVAL_FILE
+from jobs.precompute import LISTS_FILE
+from jobs.run import Run
+
+log = logging.getLogger(__name__)
+
+
+def store(cfg: Config) -> RedisStore:
+    return RedisStore(redis_server.client(cfg, timeout_s=30.0), Keys(cfg.redis.key_prefix))
+
+
+def run(cfg: Config, interval: Run, summary: dict[str, Any]) -> dict[str, Any]:
+    d = interval.artifact_dir
+    report = json.loads((d / EVAL_FILE).read_text())
+    if not report["gate"]["passed"]:
+        raise RuntimeError(report["gate"]["reason"])
+    lists = pd.read_parquet(d / LISTS_FILE)
+    heads = ((u, json.loads(items)) for u, items in zip(lists["user_id"], lists["items"], strict=True))
+    trending = json.loads((features_dir(d, "serve") / "meta.json").read_text())["trending"]
+    manifest = {"version": interval.version, "as_of_ms": interval.as_of_ms, "run_id": interval.run_id,
+                "published_at_ms": int(time.time() * 1000), "head_users": len(lists),
+                "eval": report["table"].get("all"), "tasks": summary}
+    (d / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    written = store(cfg).publish(interval.version, heads, [tuple(t) for t in trending], manifest)
+    log.info("published %s: %d head lists", interval.version, written)
+    return {"version": interval.version, "head_lists": written}
+
+
+def published_dir(cfg: Config) -> Any:
+    """The artifact directory of the version serving now (None before the first publish)."""
+    version = store(cfg).current_version()
+    return cfg.var / "artifacts" / version if version else None

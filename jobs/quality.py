@@ -1,0 +1,221 @@
+"""Data-quality gate: Great Expectations suites for the lake tables, Data Docs for analysts.
+
+`validate_frame` runs one suite over one pandas frame through a file-based GX project (suite,
+pandas data source, validation definition and checkpoint are all add-or-update, so a re-run of
+the same DAG interval never trips over objects an earlier run created) and writes the result
+into a static Data Docs site. `gate` turns a failed result into a `DataQualityError`, which the
+DAG lets fail the task so nothing downstream trains or publishes on bad data.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+# Set before GX is imported: it reads the flag at import time, and an hourly job must not
+# phone home or log analytics noise.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import great_expectations as gx  # noqa: E402
+import great_expectations.expectations as gxe  # noqa: E402
+import pandas as pd  # noqa: E402
+from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
+from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+
+from blink.errors import BlinkError  # noqa: E402
+
+SuiteName = Literal["events", "items"]
+MIN_TS_MS = 946_684_800_000  # 2000-01-01: older "millisecond" timestamps are really seconds
+DAY_MS = 86_400_000
+EVENT_TYPES = ["view", "click", "add_to_cart", "purchase", "search", "rating"]
+DEVICES = ["desktop", "mobile", "tablet", "tv", "unknown"]
+DATASOURCE = "blink_frames"
+DOCS_SITE = "blink_docs"
+
+
+class DataQualityError(BlinkError):
+    """A lake table failed its expectation suite; the message names what failed and the report."""
+
+
+@dataclass
+class QualityResult:
+    """The outcome of one suite over one frame."""
+
+    suite: str
+    success: bool
+    evaluated: int
+    failed: list[str]
+    docs_index: Path
+
+
+def events_suite(min_ts_ms: int = MIN_TS_MS, max_ts_ms: int | None = None) -> gx.ExpectationSuite:
+    """Expectations for the events lake table.
+
+    Timestamps are epoch milliseconds within [min_ts_ms, max_ts_ms] (default: 2000-01-01 to
+    now + 1 day); the DAG narrows them to its data interval. Values in seconds or nanoseconds
+    fall outside the range by orders of magnitude, so they are caught here too.
+    """
+    if max_ts_ms is None:
+        max_ts_ms = int(time.time() * 1000) + DAY_MS
+    return gx.ExpectationSuite(
+        name="events",
+        expectations=[
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            # Extra columns (e.g. free `context`, partition columns) are allowed.
+            gxe.ExpectTableColumnsToMatchSet(
+                column_set=["event_id", "user_id", "session_id", "item_id", "event_type",
+                            "timestamp", "device", "value"],
+                exact_match=False,
+            ),
+            gxe.ExpectColumnValuesToNotBeNull(column="event_id"),
+            gxe.ExpectColumnValuesToBeUnique(column="event_id"),
+            gxe.ExpectColumnValuesToNotBeNull(column="session_id"),
+            # Anonymous events are fine, but a mostly-anonymous hour means broken identity.
+            gxe.ExpectColumnValuesToNotBeNull(column="user_id", mostly=0.5),
+            # Only `search` events lack an item; searches are a small share of traffic.
+            gxe.ExpectColumnValuesToNotBeNull(column="item_id", mostly=0.9),
+            gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=EVENT_TYPES),
+            gxe.ExpectColumnValuesToBeInTypeList(column="timestamp", type_list=["int64", "Int64"]),
+            gxe.ExpectColumnValuesToNotBeNull(column="timestamp"),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="timestamp", min_value=min_ts_ms, max_value=max_ts_ms
+            ),
+            gxe.ExpectColumnValuesToBeInSet(column="device", value_set=DEVICES),
+            # An all-null column arrives as object dtype; GX then checks values, skipping nulls.
+            gxe.ExpectColumnValuesToBeInTypeList(column="value", type_list=["float64", "Float64"]),
+        ],
+    )
+
+
+def items_suite() -> gx.ExpectationSuite:
+    """Expectations for the items (catalog) lake table."""
+    return gx.ExpectationSuite(
+        name="items",
+        expectations=[
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            gxe.ExpectColumnValuesToNotBeNull(column="item_id"),
+            gxe.ExpectColumnValuesToBeUnique(column="item_id"),
+            gxe.ExpectColumnValuesToNotBeNull(column="category"),
+            # Nulls are skipped by GX, so "price >= 0 or null" is just a lower bound.
+            gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0),
+        ],
+    )
+
+
+SUITES: dict[str, Callable[..., gx.ExpectationSuite]] = {
+    "events": events_suite,
+    "items": items_suite,
+}
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    suite_name: SuiteName,
+    run_name: str,
+    gx_dir: Path,
+    docs_dir: Path,
+    **suite_params: Any,
+) -> QualityResult:
+    """Validate `df` against a named suite and add the run to the Data Docs in `docs_dir`.
+
+    `run_name` labels the run in the docs (the DAG passes its data interval); `suite_params`
+    go to the suite builder (e.g. `min_ts_ms`/`max_ts_ms` for events). Safe to call again with
+    the same names and directories: every GX object is added or updated.
+    """
+    suite = SUITES[suite_name](**suite_params)
+    context = _open_context(gx_dir, docs_dir)
+
+    # Get-or-create, not add_or_update: updating a data source would drop its assets.
+    source = _get_or_add(context.data_sources.get, context.data_sources.add_pandas, DATASOURCE)
+    asset = _get_or_add(source.get_asset, source.add_dataframe_asset, suite_name)
+    batch_def = _get_or_add(
+        asset.get_batch_definition, asset.add_batch_definition_whole_dataframe, "whole"
+    )
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite_name, data=batch_def, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=suite_name,
+            validation_definitions=[validation],
+            actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])],
+            # SUMMARY keeps a sample of unexpected values for the error message.
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+        )
+    )
+    outcome = checkpoint.run(
+        batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name)
+    )
+    (result,) = outcome.run_results.values()
+    return QualityResult(
+        suite=suite_name,
+        success=bool(outcome.success),
+        evaluated=int(result.statistics["evaluated_expectations"]),
+        failed=[_describe(r) for r in result.results if not r.success],
+        docs_index=docs_dir / "index.html",
+    )
+
+
+def gate(result: QualityResult) -> None:
+    """Raise `DataQualityError` unless the validation passed."""
+    if result.success:
+        return
+    raise DataQualityError(
+        f"data quality suite '{result.suite}' failed {len(result.failed)} of "
+        f"{result.evaluated} expectations: {'; '.join(result.failed)}. "
+        f"Fix the upstream data and re-run the interval; details in {result.docs_index}"
+    )
+
+
+def _open_context(gx_dir: Path, docs_dir: Path) -> Any:
+    """The file-based GX project under `gx_dir` (scaffolded on first use) publishing to `docs_dir`."""
+    context = gx.get_context(mode="file", project_root_dir=str(gx_dir))
+    # tqdm bars per validation would flood the Airflow task log; in memory only, not saved.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    config = {
+        "class_name": "SiteBuilder",
+        # Absolute, so the report location does not depend on where gx_dir is.
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir.resolve()),
+        },
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    sites = context.list_data_docs_sites()
+    # The scaffolded default site would be a second, never-updated report: drop it.
+    if "local_site" in sites:
+        context.delete_data_docs_site("local_site")
+    if DOCS_SITE not in sites:
+        context.add_data_docs_site(site_name=DOCS_SITE, site_config=config)
+    elif sites[DOCS_SITE] != config:
+        context.update_data_docs_site(site_name=DOCS_SITE, site_config=config)
+    return context
+
+
+def _get_or_add(get: Callable[[str], Any], add: Callable[..., Any], name: str) -> Any:
+    """GX raises a LookupError (KeyError) for a missing object; create it then."""
+    try:
+        return get(name)
+    except LookupError:
+        return add(name=name)
+
+
+def _describe(result: Any) -> str:
+    """One failed expectation as a line an analyst can act on."""
+    config = result.expectation_config
+    column = config.kwargs.get("column")
+    label = f"{config.type}({column})" if column else config.type
+    if result.exception_info.get("raised_exception"):
+        return f"{label}: error {result.exception_info.get('exception_message')}"
+    detail = result.result or {}
+    if "unexpected_count" in detail:
+        # Distinct values: a duplicated id would otherwise show as ['e0', 'e0'].
+        values = [getattr(v, "item", lambda v=v: v)() for v in detail.get("partial_unexpected_list", [])]
+        sample = list(dict.fromkeys(values))[:3]
+        return f"{label}: {detail['unexpected_count']} unexpected, e.g. {sample!r}"
+    return f"{label}: observed {detail.get('observed_value')!r}"

@@ -1,0 +1,91 @@
+"""Ranker: XGBoost learning-to-rank on candidates from the retrieval stage itself.
+
+Training rows are built with the serving code (blink.pipeline + blink.features) over the
+state as of the ``train`` cut-off, spread over Spark partitions; labels are the graded
+interactions in [train, eval). Groups are users; users with no positive are dropped
+(they teach a ranking objective nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from blink.config import Config
+from blink.features import NAMES, Context
+from blink.model import RANKER
+from jobs import labels
+from jobs.run import Run
+from jobs.spark import cached_model, map_partitions
+
+log = logging.getLogger(__name__)
+
+
+def training_rows(directory: str, as_of_ms: int, n_candidates: int,
+                  rows: Iterator[tuple[str, dict[str, int]]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(features, grades) per user: one ranking group. Runs inside Spark workers."""
+    from blink.features import feature_matrix
+    from blink.pipeline import Pipeline
+
+    model = cached_model(directory, "train", False)
+    pipe = Pipeline(model, n_candidates)
+    for user_id, truth in rows:
+        pos = pipe.user_position(user_id)
+        if pos is None:
+            continue
+        cands = pipe.retrieve(pos)
+        ids = model.item_ids[cands.positions]
+        y = np.array([truth.get(str(i), 0) for i in ids], np.float32)
+        if y.max() == 0:
+            continue
+        x = feature_matrix(model, pos, cands.positions, cands.scores, Context(now_ms=as_of_ms))
+        yield x, y
+
+
+def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
+    import xgboost as xgb
+
+    directory = str(interval.artifact_dir)
+    truth = labels.window(spark, str(cfg.var / "lake" / "events"), interval.as_of("train"),
+                          interval.as_of("eval"))
+    users = sorted(truth)
+    random.Random(13).shuffle(users)
+    users = users[: cfg.ranker.max_train_users]
+    fn = partial(training_rows, directory, interval.as_of("train"), cfg.ranker.train_candidates)
+    groups = map_partitions(spark, [(u, truth[u]) for u in users], fn)
+    if len(groups) < 10:
+        raise ValueError(f"only {len(groups)} users have a positive among their candidates; "
+                         "need more history or a larger split.label_hours")
+    n_valid = max(1, len(groups) // 10)
+    train, valid = groups[n_valid:], groups[:n_valid]
+
+    def dmatrix(part: list[tuple[np.ndarray, np.ndarray]]) -> Any:
+        x = np.vstack([g[0] for g in part])
+        y = np.concatenate([g[1] for g in part])
+        qid = np.concatenate([np.full(len(g[1]), j) for j, g in enumerate(part)])
+        return xgb.DMatrix(x, label=y, qid=qid, feature_names=NAMES, missing=np.nan)
+
+    r = cfg.ranker
+    params = {"objective": r.objective, "eta": r.learning_rate, "max_depth": r.max_depth,
+              "eval_metric": "ndcg@20", "tree_method": "hist", "lambdarank_pair_method": "topk",
+              "lambdarank_num_pair_per_sample": 20, "seed": 7, "nthread": 2}
+    dtrain, dvalid = dmatrix(train), dmatrix(valid)
+    history: dict[str, Any] = {}
+    booster = xgb.train(params, dtrain, num_boost_round=r.n_estimators, evals=[(dvalid, "valid")],
+                        evals_result=history, early_stopping_rounds=20, verbose_eval=False)
+    booster = booster[: booster.best_iteration + 1]  # keep only the trees early stopping chose
+    booster.save_model(str(interval.artifact_dir / RANKER))
+    gain = booster.get_score(importance_type="gain")
+    top = sorted(gain.items(), key=lambda kv: -kv[1])
+    (interval.artifact_dir / "ranker_importance.json").write_text(json.dumps(top, indent=1))
+    summary = {"groups": len(groups), "rows": int(dtrain.num_row()), "trees": booster.num_boosted_rounds(),
+               "valid_ndcg@20": float(history["valid"]["ndcg@20"][booster.best_iteration]),
+               "top_features": [k for k, _ in top[:5]]}
+    log.info("ranker: %s", summary)
+    return summary

@@ -1,0 +1,81 @@
+"""Flask app factory: wires config, store, model registry and router; handlers stay short."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from blink import config as config_mod
+from blink import redis_server
+from blink.config import Config
+from blink.errors import BadRequest, BlinkError
+from blink.keys import Keys
+from blink.store import RecStore, RedisStore
+from serving.registry import Registry
+from serving.router import Router
+
+log = logging.getLogger(__name__)
+api = Blueprint("api", __name__)
+
+
+def create_app(cfg: Config | None = None, store: RecStore | None = None, start_reload: bool = True) -> Flask:
+    cfg = cfg or config_mod.load()
+    if store is None:
+        store = RedisStore(redis_server.client(cfg), Keys(cfg.redis.key_prefix))
+    registry = Registry(store, cfg.var / "artifacts", cfg.retrieval.candidates)
+    if start_reload:
+        registry.start(cfg.serving.reload_seconds)
+    else:
+        registry.refresh()
+    app = Flask("blink")
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # bounded request bodies
+    app.extensions["blink"] = {"cfg": cfg, "store": store, "registry": registry,
+                               "router": Router(cfg.serving, store, registry)}
+    app.register_blueprint(api)
+    app.register_error_handler(BlinkError, _blink_error)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def _ext(name: str) -> Any:
+    return current_app.extensions["blink"][name]
+
+
+def _blink_error(exc: BlinkError) -> Any:
+    return jsonify(exc.to_dict()), exc.status
+
+
+def _http_error(exc: HTTPException) -> Any:
+    return jsonify({"error": exc.name, "message": exc.description}), exc.code
+
+
+@api.get("/v1/recommendations/<path:user_id>")
+def recommendations(user_id: str) -> Any:
+    raw_k = request.args.get("k")
+    try:
+        k = int(raw_k) if raw_k is not None else None
+    except ValueError:
+        raise BadRequest(f"k must be an integer; got {raw_k!r}") from None
+    answer = _ext("router").recommend(user_id, k=k, device=request.args.get("device"))
+    return jsonify(answer.to_dict())
+
+
+@api.get("/health/live")
+def live() -> Any:
+    return jsonify({"status": "live"})
+
+
+@api.get("/health/ready")
+def ready() -> Any:
+    registry: Registry = _ext("registry")
+    store_ok = _ext("store").ping()
+    if registry.version is None:
+        reason = registry.last_error or "no model version published yet: run `blink run-dag`"
+        return jsonify({"status": "not ready", "reason": reason, "store": store_ok}), 503
+    body = {"status": "ready", "model_version": registry.version, "store": store_ok}
+    if not store_ok:
+        body["degraded"] = "store unreachable: head lists unavailable, serving tail and fallback"
+    return jsonify(body)

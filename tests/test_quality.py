@@ -1,0 +1,130 @@
+"""The data-quality gate against real Great Expectations, on small frames whose verdict is known."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from jobs.quality import DataQualityError, gate, validate_frame
+
+NOW_MS = int(time.time() * 1000)
+
+
+def clean_events(n: int = 200) -> pd.DataFrame:
+    """Valid events: some anonymous users, some searches without an item, ratings with a value."""
+    types = ["view", "click", "add_to_cart", "purchase", "search", "rating", "view", "view"]
+    event_type = [types[i % len(types)] for i in range(n)]
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "user_id": [None if i % 4 == 0 else f"u{i % 17}" for i in range(n)],
+            "session_id": [f"s{i % 23}" for i in range(n)],
+            "item_id": [None if t == "search" else f"i{i % 31}" for i, t in enumerate(event_type)],
+            "event_type": event_type,
+            "timestamp": pd.Series([NOW_MS - 1000 * i for i in range(n)], dtype="int64"),
+            "device": [["desktop", "mobile", "tablet", "tv", "unknown"][i % 5] for i in range(n)],
+            "value": [4.0 if t == "rating" else None for t in event_type],
+            "context": [{"page": "home"}] * n,  # extra columns are allowed
+        }
+    )
+
+
+def corrupted_events() -> pd.DataFrame:
+    df = clean_events()
+    df.loc[3, "event_type"] = "clik"
+    df.loc[5, "event_id"] = "e4"
+    df["timestamp"] = df["timestamp"] * 1_000_000  # nanoseconds, not milliseconds
+    return df
+
+
+def items(prices: list[float | None]) -> pd.DataFrame:
+    n = len(prices)
+    return pd.DataFrame(
+        {"item_id": [f"i{i}" for i in range(n)], "category": ["books"] * n, "price": prices}
+    )
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "gx", tmp_path / "docs"
+
+
+def test_clean_events_pass_and_docs_mention_the_run(dirs: tuple[Path, Path]) -> None:
+    result = validate_frame(clean_events(), "events", "run-clean", *dirs)
+
+    assert result.success, result.failed
+    assert result.failed == []
+    assert result.evaluated >= 10
+    assert result.docs_index == dirs[1] / "index.html"
+    assert "run-clean" in result.docs_index.read_text()
+    gate(result)  # does not raise
+
+
+def test_corrupted_events_fail_and_gate_names_the_expectations(dirs: tuple[Path, Path]) -> None:
+    result = validate_frame(corrupted_events(), "events", "run-bad", *dirs)
+
+    assert not result.success
+    failed = "\n".join(result.failed)
+    assert "expect_column_values_to_be_in_set(event_type): 1 unexpected, e.g. ['clik']" in failed
+    assert "expect_column_values_to_be_unique(event_id)" in failed
+    assert "expect_column_values_to_be_between(timestamp): 200 unexpected" in failed
+    assert len(result.failed) == 3
+    with pytest.raises(DataQualityError) as raised:
+        gate(result)
+    message = str(raised.value)
+    assert "expect_column_values_to_be_in_set(event_type)" in message
+    assert "expect_column_values_to_be_unique(event_id)" in message
+    assert str(result.docs_index) in message
+
+
+def test_interval_bounds_reject_events_outside_the_run(dirs: tuple[Path, Path]) -> None:
+    df = clean_events()
+    bounds = {"min_ts_ms": NOW_MS - 60_000, "max_ts_ms": NOW_MS}  # the last minute only
+
+    result = validate_frame(df, "events", "run-window", *dirs, **bounds)
+
+    assert not result.success
+    assert result.failed[0].startswith("expect_column_values_to_be_between(timestamp): 139 ")
+
+
+def test_missing_column_and_empty_frame_fail(dirs: tuple[Path, Path]) -> None:
+    result = validate_frame(clean_events(0).drop(columns="device"), "events", "run-empty", *dirs)
+
+    assert not result.success
+    failed = "\n".join(result.failed)
+    assert "expect_table_row_count_to_be_between: observed 0" in failed
+    assert "expect_table_columns_to_match_set" in failed
+
+
+def test_validating_twice_is_idempotent_and_docs_keep_both_runs(
+    dirs: tuple[Path, Path],
+) -> None:
+    first = validate_frame(clean_events(), "events", "2024-05-01T10", *dirs)
+    second = validate_frame(clean_events(), "events", "2024-05-01T11", *dirs)
+
+    assert first.success and second.success
+    index = second.docs_index.read_text()
+    assert "2024-05-01T10" in index and "2024-05-01T11" in index
+    runs = sorted(p.name for p in (dirs[1] / "validations" / "events").iterdir())
+    assert runs == ["2024-05-01T10", "2024-05-01T11"]
+
+
+def test_items_suite_pass_and_fail(dirs: tuple[Path, Path]) -> None:
+    good = validate_frame(items([9.99, None, 0.0]), "items", "items-good", *dirs)
+    bad_frame = items([9.99, -1.0, 5.0])
+    bad_frame.loc[2, "item_id"] = "i0"
+    bad_frame.loc[1, "category"] = None
+    bad = validate_frame(bad_frame, "items", "items-bad", *dirs)
+
+    assert good.success, good.failed
+    assert not bad.success
+    assert sorted(f.split(":")[0] for f in bad.failed) == [
+        "expect_column_values_to_be_between(price)",
+        "expect_column_values_to_be_unique(item_id)",
+        "expect_column_values_to_not_be_null(category)",
+    ]
+    with pytest.raises(DataQualityError, match="suite 'items' failed 3"):
+        gate(bad)
