@@ -54,7 +54,8 @@ def versions(kind: Kind) -> list[int]:
     """Schema versions available for ``kind``, oldest first."""
     if kind not in KINDS:
         raise ValueError(f"unknown contract kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return sorted(int(p.name.split(".v")[1].split(".")[0]) for p in SCHEMA_DIR.glob(f"{kind}.v*.avsc"))
+    names = (p.name for p in SCHEMA_DIR.glob(f"{kind}.v*.avsc"))  # e.g. event.v1.avsc
+    return sorted(int(name.split(".")[1][1:]) for name in names)
 
 
 @functools.cache
@@ -157,7 +158,7 @@ class _Field:
     required: bool  # neither nullable nor defaulted
     nullable: bool
     default: Any
-    avro: dict[str, Any]  # the field type parsed on its own, to pinpoint type errors
+    avro: Any  # the field type parsed on its own ("string", a union, a dict), to pinpoint errors
     describe: str
     symbols: tuple[str, ...]  # allowed enum values, for the "unknown value" message
     rules: tuple[Rule, ...]

@@ -79,13 +79,14 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
     history: dict[str, Any] = {}
     booster = xgb.train(params, dtrain, num_boost_round=r.n_estimators, evals=[(dvalid, "valid")],
                         evals_result=history, early_stopping_rounds=20, verbose_eval=False)
-    booster = booster[: booster.best_iteration + 1]  # keep only the trees early stopping chose
+    best = booster.best_iteration
+    booster = booster[: best + 1]  # keep only the trees early stopping chose
     booster.save_model(str(interval.artifact_dir / RANKER))
     gain = booster.get_score(importance_type="gain")
     top = sorted(gain.items(), key=lambda kv: -kv[1])
     (interval.artifact_dir / "ranker_importance.json").write_text(json.dumps(top, indent=1))
     summary = {"groups": len(groups), "rows": int(dtrain.num_row()), "trees": booster.num_boosted_rounds(),
-               "valid_ndcg@20": float(history["valid"]["ndcg@20"][booster.best_iteration]),
+               "valid_ndcg@20": float(history["valid"]["ndcg@20"][best]),
                "top_features": [k for k, _ in top[:5]]}
     log.info("ranker: %s", summary)
     return summary

@@ -31,6 +31,7 @@ def session(cfg: Config) -> Any:
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.jsonGenerator.ignoreNullFields", "false")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
         .getOrCreate()

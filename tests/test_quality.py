@@ -37,6 +37,7 @@ def corrupted_events() -> pd.DataFrame:
     df.loc[3, "event_type"] = "clik"
     df.loc[5, "event_id"] = "e4"
     df["timestamp"] = df["timestamp"] * 1_000_000  # nanoseconds, not milliseconds
+    df.loc[0, "item_id"] = None  # a view without an item (only searches may lack one)
     return df
 
 
@@ -71,7 +72,8 @@ def test_corrupted_events_fail_and_gate_names_the_expectations(dirs: tuple[Path,
     assert "expect_column_values_to_be_in_set(event_type): 1 unexpected, e.g. ['clik']" in failed
     assert "expect_column_values_to_be_unique(event_id)" in failed
     assert "expect_column_values_to_be_between(timestamp): 200 unexpected" in failed
-    assert len(result.failed) == 3
+    assert "expect_column_values_to_not_be_null(item_id): 1 unexpected" in failed
+    assert len(result.failed) == 4
     with pytest.raises(DataQualityError) as raised:
         gate(result)
     message = str(raised.value)
@@ -82,9 +84,10 @@ def test_corrupted_events_fail_and_gate_names_the_expectations(dirs: tuple[Path,
 
 def test_interval_bounds_reject_events_outside_the_run(dirs: tuple[Path, Path]) -> None:
     df = clean_events()
-    bounds = {"min_ts_ms": NOW_MS - 60_000, "max_ts_ms": NOW_MS}  # the last minute only
-
-    result = validate_frame(df, "events", "run-window", *dirs, **bounds)
+    # The DAG narrows the bounds to its interval: here the last minute only.
+    result = validate_frame(
+        df, "events", "run-window", *dirs, min_ts_ms=NOW_MS - 60_000, max_ts_ms=NOW_MS
+    )
 
     assert not result.success
     assert result.failed[0].startswith("expect_column_values_to_be_between(timestamp): 139 ")
@@ -96,7 +99,8 @@ def test_missing_column_and_empty_frame_fail(dirs: tuple[Path, Path]) -> None:
     assert not result.success
     failed = "\n".join(result.failed)
     assert "expect_table_row_count_to_be_between: observed 0" in failed
-    assert "expect_table_columns_to_match_set" in failed
+    assert "expect_table_columns_to_match_set: missing columns ['device']" in failed
+    assert "expect_column_values_to_be_in_set(device): could not run" in failed
 
 
 def test_validating_twice_is_idempotent_and_docs_keep_both_runs(
@@ -110,6 +114,16 @@ def test_validating_twice_is_idempotent_and_docs_keep_both_runs(
     assert "2024-05-01T10" in index and "2024-05-01T11" in index
     runs = sorted(p.name for p in (dirs[1] / "validations" / "events").iterdir())
     assert runs == ["2024-05-01T10", "2024-05-01T11"]
+
+
+def test_rerunning_an_interval_replaces_its_docs_entry(dirs: tuple[Path, Path]) -> None:
+    interval = "2024-05-01T10:00:00+00:00"  # GX reads the run time from a date-like run name
+    bad = validate_frame(corrupted_events(), "events", interval, *dirs)
+    fixed = validate_frame(clean_events(), "events", interval, *dirs)
+
+    assert not bad.success and fixed.success
+    pages = list((dirs[1] / "validations" / "events").rglob("*.html"))
+    assert len(pages) == 1
 
 
 def test_items_suite_pass_and_fail(dirs: tuple[Path, Path]) -> None:

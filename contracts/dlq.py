@@ -1,0 +1,201 @@
+"""Durable, file-based dead-letter queue for records that break their contract.
+
+Layout under the queue directory (one JSON object per line, one directory per kind)::
+
+    <dir>/<kind>/<YYYY-MM-DD>.jsonl       appended by ``add`` (UTC day of ``at_ms``)
+    <dir>/<kind>/batch-<name>.jsonl       replaced as a whole by ``add_batch_file``
+
+Appends are one ``write()`` per line on an ``O_APPEND`` descriptor, so processes can append
+concurrently without interleaving lines, and are fsynced before ``add`` returns. Batch files
+let an idempotent job (Spark ingest, one file per interval) re-run without duplicating.
+Each letter keeps the original payload, so a later replay can re-validate it, and rewrite the
+file it came from without the replayed lines using the same atomic ``_replace``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # no separators, no hidden files
+_FIELD_RULE = re.compile(r"([^\s:;]+): ([^,(\d'\"]*)")  # "field: rule words" up to the details
+_INDEX = re.compile(r"\[\d+\]")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One rejected record: where it came from, what it was, why and when it was rejected."""
+
+    source: str  # e.g. "landing:events.parquet", "api"
+    kind: str  # contract kind: event, item, user, recommendation
+    payload: str  # the original record as JSON text, byte for byte what was received
+    reason: str  # the validation problems, joined by "; "
+    at_ms: int  # when it was dead-lettered, epoch ms
+
+    def to_line(self) -> bytes:
+        """The letter as one JSON line (ASCII-escaped: payloads may hold lone surrogates)."""
+        return (json.dumps(asdict(self), separators=(",", ":")) + "\n").encode("ascii")
+
+    @classmethod
+    def from_line(cls, line: str) -> DeadLetter:
+        """Parse a line written by ``to_line``; keys added by later versions are ignored."""
+        data = json.loads(line)
+        return cls(**{k: data[k] for k in _KEYS})
+
+
+_KEYS = tuple(f.name for f in fields(DeadLetter))
+
+
+def reason_keys(reason: str) -> list[str]:
+    """Group keys of a reason: ``"field: rule"`` per problem, with values and details cut off.
+
+    ``"timestamp: looks like seconds (1700000000), send ..."`` -> ``"timestamp: looks like
+    seconds"``; list indexes are folded (``items[3].score`` -> ``items[].score``).
+    """
+    keys: list[str] = []
+    for problem in reason.split("; "):
+        match = _FIELD_RULE.match(problem.strip())
+        if match:
+            key = f"{_INDEX.sub('[]', match[1])}: {match[2].strip()}".rstrip(": ")
+        else:  # not a contract message, e.g. "not valid JSON: Expecting value ..."
+            key = re.split(r"[:,(\d'\"]", problem, maxsplit=1)[0].strip() or problem
+        key = key[:80]
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+class DeadLetterQueue:
+    """The dead-letter queue stored under ``directory`` (e.g. ``var/dlq``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def add(self, letters: Iterable[DeadLetter]) -> int:
+        """Append letters to their kind's daily file; durable (fsynced) on return. Returns count."""
+        groups: dict[Path, list[bytes]] = defaultdict(list)
+        for letter in letters:
+            day = datetime.fromtimestamp(letter.at_ms / 1000, UTC).strftime("%Y-%m-%d")
+            groups[self._kind_dir(letter.kind) / f"{day}.jsonl"].append(letter.to_line())
+        for path, lines in groups.items():
+            created = not path.exists()
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    _write_all(fd, b"\n")  # end a line torn by a crash, or ours would join it
+                for line in lines:
+                    _write_all(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_dir(path.parent)  # make the new file's directory entry durable too
+        return sum(len(lines) for lines in groups.values())
+
+    def add_batch_file(self, name: str, letters: Iterable[DeadLetter]) -> int:
+        """Write the letters of batch ``name`` as ``<kind>/batch-<name>.jsonl``, replacing any
+        earlier run of the same batch (also when this run has no letters of a kind). Atomic per
+        file: readers see the old or the new batch, never half of one. Returns count."""
+        if not _SAFE_NAME.fullmatch(name):
+            raise ValueError(f"batch name {name!r} must match {_SAFE_NAME.pattern}")
+        groups: dict[str, list[bytes]] = defaultdict(list)
+        for letter in letters:
+            groups[letter.kind].append(letter.to_line())
+        filename = f"batch-{name}.jsonl"
+        for kind, lines in groups.items():
+            _replace(self._kind_dir(kind) / filename, lines)
+        for stale in self.directory.glob(f"*/{filename}"):
+            if stale.parent.name not in groups:
+                stale.unlink()  # the re-run found nothing of this kind: drop the old letters
+                _fsync_dir(stale.parent)
+        return sum(len(lines) for lines in groups.values())
+
+    def entries(self, kind: str | None = None, limit: int | None = None) -> Iterator[DeadLetter]:
+        """Letters in file order (per kind: daily files by date, then batch files)."""
+        n = 0
+        for path in self._files(kind):
+            with open(path, encoding="utf-8") as fh:
+                for number, line in enumerate(fh, 1):
+                    if limit is not None and n >= limit:
+                        return
+                    if not line.endswith("\n"):  # torn tail of a crashed writer: never acked
+                        log.warning("dlq: skipping incomplete last line %s:%d", path, number)
+                        continue
+                    try:
+                        letter = DeadLetter.from_line(line)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        log.warning("dlq: skipping unreadable line %s:%d: %s", path, number, exc)
+                        continue
+                    n += 1
+                    yield letter
+
+    def __iter__(self) -> Iterator[DeadLetter]:
+        return self.entries()
+
+    def count(self, kind: str | None = None) -> int:
+        """How many letters are queued (of ``kind``, or all)."""
+        return sum(1 for _ in self.entries(kind))
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """kind -> {"field: rule": letters with that problem}, most frequent first.
+
+        A letter with several problems counts once under each of them, so the numbers of a
+        kind can add up to more than ``count(kind)``.
+        """
+        counters: dict[str, Counter[str]] = defaultdict(Counter)
+        for letter in self.entries():
+            counters[letter.kind].update(reason_keys(letter.reason))
+        return {kind: dict(c.most_common()) for kind, c in sorted(counters.items())}
+
+    def _kind_dir(self, kind: str) -> Path:
+        if not _SAFE_NAME.fullmatch(kind):
+            raise ValueError(f"dead-letter kind {kind!r} must match {_SAFE_NAME.pattern}")
+        path = self.directory / kind
+        if not path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(path.parent)
+        return path
+
+    def _files(self, kind: str | None) -> list[Path]:
+        if kind is not None and not _SAFE_NAME.fullmatch(kind):
+            raise ValueError(f"dead-letter kind {kind!r} must match {_SAFE_NAME.pattern}")
+        if not self.directory.is_dir():
+            return []
+        dirs = [self.directory / kind] if kind else sorted(self.directory.iterdir())
+        # Temporary files start with "." and do not end in .jsonl, so they are never read.
+        return [p for d in dirs if d.is_dir() for p in sorted(d.glob("[!.]*.jsonl"))]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # One write() per line keeps O_APPEND lines whole; loop only on a rare short write.
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _replace(path: Path, lines: list[bytes]) -> None:
+    """Atomically make ``path`` hold exactly ``lines`` (tmp file, fsync, rename, fsync dir)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.writelines(lines)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
