@@ -84,23 +84,28 @@ def run_dag(logical_date: str | None) -> None:
     cmd = [airflow_env.airflow_bin(), "dags", "test", "recs_hourly", logical_date]
     done: list[str] = []
     started = time.perf_counter()
-    pattern = re.compile(r"task_id=(\w+).*(?:state=success|SUCCESS|Marking task as SUCCESS)", re.I)
+    finished = re.compile(r"\[DAG TEST\] end task task_id=(\w+)")
+    outcome = re.compile(r"DagRun Finished: .*? state=(\w+)")
+    state = "unknown"
     with open(log_path, "w") as log, console.status("running recs_hourly...") as status:
         proc = subprocess.Popen(cmd, env=airflow_env.environment(cfg), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            m = pattern.search(line)
+            if m := outcome.search(line):
+                state = m.group(1)
+            m = finished.search(line)
             if m and m.group(1) in TASK_NAMES and m.group(1) not in done:
                 done.append(m.group(1))
                 console.print(f"  [green]done[/] {m.group(1)}  ({time.perf_counter() - started:.0f}s)")
                 status.update(f"running recs_hourly... {len(done)}/{len(TASK_NAMES)} tasks")
         code = proc.wait()
-    if code != 0 or "failed" in log_path.read_text().lower().split("dagrun")[-1][:2000]:
-        tail = "\n".join(log_path.read_text().splitlines()[-40:])
-        console.print(tail)
-        raise click.ClickException(f"recs_hourly failed (exit {code}); full log: {log_path}")
+    if code != 0 or state != "success":
+        errors = [ln for ln in log_path.read_text().splitlines() if "error" in ln.lower()][-15:]
+        console.print("\n".join(ln[:400] for ln in errors))
+        raise click.ClickException(f"recs_hourly ended with state={state} (exit {code}); "
+                                   f"the previously published version keeps serving. Full log: {log_path}")
     console.print(f"[green]recs_hourly finished[/] in {time.perf_counter() - started:.0f}s; log: {log_path}")
 
 

@@ -6,6 +6,7 @@ Tests never touch a server they did not start (the machine's own Redis on 6379 i
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import redis
 from blink.redis_server import RedisServer
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Airflow imported in-process (DagBag test) must not write to ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="blink-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
 @pytest.fixture(scope="session")

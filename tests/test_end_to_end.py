@@ -1,0 +1,232 @@
+"""The whole system on tiny data: the real DAG through `airflow dags test`, Blink's Redis
+(a redis-server these tests start), a local SparkSession, and the app under gunicorn.
+
+The DAG runs once per session (``published``); the tests then read what it produced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from blink import config
+from blink.features import Context
+from blink.keys import Keys
+from blink.model import Model
+from blink.pipeline import Pipeline
+from blink.redis_server import RedisServer, free_port
+from blink.store import MemoryStore, RedisStore
+from serving.registry import Registry
+from serving.router import Router
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+BIN = Path(sys.executable).parent
+BAD_RECORDS = 30
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[dict[str, str]]:
+    var = tmp_path_factory.mktemp("e2e") / "var"
+    values = {"BLINK_ENV": "test", "BLINK_PATHS__VAR_DIR": str(var), "REDIS_URL": redis_server.url,
+              "BLINK_REDIS__KEY_PREFIX": "e2e"}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield {**os.environ, **values}
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def cfg(env: dict[str, str]) -> config.Config:
+    return config.load()
+
+
+@pytest.fixture(scope="module")
+def published(env: dict[str, str], cfg: config.Config) -> dict[str, Any]:
+    """generate tiny data (with malformed records) and run recs_hourly once, for real."""
+    subprocess.run([str(BIN / "blink"), "generate", "--size", "tiny", "--bad", str(BAD_RECORDS)],
+                   env=env, check=True)
+    done = subprocess.run([str(BIN / "blink"), "run-dag"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    store = RedisStore(__import__("redis").Redis.from_url(env["REDIS_URL"]), Keys("e2e"))
+    version = store.current_version()
+    assert version is not None
+    return {"version": version, "dir": cfg.var / "artifacts" / version, "store": store}
+
+
+def test_publish_switched_the_pointer_and_wrote_a_manifest(published: dict[str, Any]) -> None:
+    manifest = json.loads((published["dir"] / "manifest.json").read_text())
+    assert manifest["version"] == published["version"]
+    assert manifest["head_users"] > 0
+    timings = manifest["tasks"]
+    assert set(timings) >= {"ingest", "validate", "features", "embeddings", "index", "ranker",
+                            "evaluate", "head", "precompute"}
+
+
+def test_lake_is_partitioned_and_accounting_holds(published: dict[str, Any], cfg: config.Config) -> None:
+    import pandas as pd
+
+    from contracts.dlq import DeadLetterQueue
+
+    lake = cfg.var / "lake" / "events"
+    assert any(p.name.startswith("date=") for p in lake.iterdir())
+    assert any(p.name.startswith("hour=") for p in next(lake.glob("date=*")).iterdir())
+    landing = pd.read_parquet(cfg.var / "landing" / "events")
+    in_lake = len(pd.read_parquet(lake))
+    dlq = DeadLetterQueue(cfg.var / "dlq")
+    assert dlq.count("event") == BAD_RECORDS
+    assert in_lake + dlq.count("event") == len(landing)  # sent = accepted + dead-lettered
+    reasons = " ".join(letter.reason for letter in dlq.entries("event"))
+    assert "seconds" in reasons and "clik" in reasons
+
+
+def test_data_docs_were_published(published: dict[str, Any], cfg: config.Config) -> None:
+    index = cfg.var / "reports" / "data_docs" / "index.html"
+    assert index.exists() and "events" in index.read_text()
+
+
+def test_evaluation_report_has_all_three_systems(published: dict[str, Any]) -> None:
+    report = json.loads((published["dir"] / "eval.json").read_text())
+    row = report["table"]["all"]
+    assert row["users"] > 0
+    assert {"popularity", "retrieval", "two_stage"} <= set(row)
+    assert report["gate"]["passed"]
+
+
+def test_head_list_is_exactly_what_the_tail_path_answers(published: dict[str, Any], cfg: config.Config) -> None:
+    """Precompute ran the serving pipeline: the cached list equals a live tail answer."""
+    heads = json.loads((published["dir"] / "head_users.json").read_text())[:25]
+    manifest = json.loads((published["dir"] / "manifest.json").read_text())
+    model = Model.load(published["dir"], "serve")
+    # A store that knows the version but holds no head lists forces the router's tail path.
+    empty = MemoryStore()
+    empty.current = published["version"]
+    registry = Registry(empty, cfg.var / "artifacts", cfg.retrieval.candidates)
+    registry.pipeline = Pipeline(model, cfg.retrieval.candidates)
+    router = Router(cfg.serving, empty, registry)
+    checked = 0
+    for user in heads:
+        cached = published["store"].head_list(published["version"], user)
+        assert cached is not None
+        live = router.recommend(user, k=cfg.serving.max_k, now_ms=manifest["as_of_ms"])
+        assert live.path == "tail"
+        assert [(i["item_id"], round(i["score"], 6)) for i in live.items] == \
+               [(i, round(s, 6)) for i, s in cached[: cfg.serving.max_k]]
+        checked += 1
+    assert checked == len(heads) > 0
+
+
+def test_gate_blocks_a_worse_model_and_the_old_version_keeps_serving(
+        published: dict[str, Any], cfg: config.Config, tmp_path: Path) -> None:
+    from jobs import evaluate, spark
+    from jobs.evaluate import GateFailed
+    from jobs.run import Run
+
+    manifest = json.loads((published["dir"] / "manifest.json").read_text())
+    run = Run(cfg, manifest["run_id"], manifest["as_of_ms"])
+    better = tmp_path / "published"
+    better.mkdir()
+    report = json.loads((published["dir"] / "eval.json").read_text())
+    report["table"]["all"]["two_stage"][f"ndcg@{cfg.eval.k}"] = 0.99  # a published model far better
+    (better / "eval.json").write_text(json.dumps(report))
+    with pytest.raises(GateFailed, match="NOT PUBLISHED"):
+        evaluate.run(spark.session(cfg), cfg, run, better)
+    assert published["store"].current_version() == published["version"]
+    # put the honest report back for the other tests
+    evaluate.run(spark.session(cfg), cfg, run, None)
+
+
+def test_ingest_rerun_is_idempotent(published: dict[str, Any], cfg: config.Config) -> None:
+    import pandas as pd
+
+    from contracts.dlq import DeadLetterQueue
+    from jobs.entry import run_named
+    from jobs.run import Run
+
+    manifest = json.loads((published["dir"] / "manifest.json").read_text())
+    before = len(pd.read_parquet(cfg.var / "lake" / "events"))
+    run_named("ingest", cfg, Run(cfg, manifest["run_id"], manifest["as_of_ms"]))
+    assert len(pd.read_parquet(cfg.var / "lake" / "events")) == before
+    assert DeadLetterQueue(cfg.var / "dlq").count("event") == BAD_RECORDS
+
+
+def test_registry_refuses_a_version_without_manifest(published: dict[str, Any], cfg: config.Config) -> None:
+    store = MemoryStore()
+    store.current = "20990101T0000-broken"
+    (cfg.var / "artifacts" / store.current).mkdir(parents=True)
+    registry = Registry(store, cfg.var / "artifacts", cfg.retrieval.candidates)
+    assert registry.refresh() is False and registry.pipeline is None
+    assert "no manifest" in (registry.last_error or "")
+    store.current = published["version"]
+    assert registry.refresh() is True and registry.version == published["version"]
+
+
+@pytest.fixture(scope="module")
+def server(published: dict[str, Any], env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    run_env = {**env, "BLINK_SERVING__PORT": str(port), "BLINK_SERVING__WORKERS": "2"}
+    proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "conf/gunicorn.conf.py", "serving.wsgi:app"],
+                            env=run_env, cwd=config.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if requests.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("gunicorn never became ready: " + (proc.stderr.read().decode()[-2000:] if proc.stderr else ""))
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_http_paths_head_tail_and_fallback(server: str, published: dict[str, Any], cfg: config.Config) -> None:
+    model = Model.load(published["dir"], "serve", retriever=False, ranker=False)
+    heads = json.loads((published["dir"] / "head_users.json").read_text())
+    head_user = heads[0]
+    tail_user = next(u for j, u in enumerate(model.user_ids)
+                     if u not in set(heads) and model.user_vectors[j, 0] == model.user_vectors[j, 0])
+    answers = {}
+    for user in (head_user, tail_user, "nobody-we-know"):
+        r = requests.get(f"{server}/v1/recommendations/{user}", params={"k": 10}, timeout=5)
+        assert r.status_code == 200, r.text
+        answers[user] = r.json()
+    assert answers[head_user]["path"] == "head"
+    assert answers[tail_user]["path"] == "tail"
+    assert answers["nobody-we-know"]["path"] == "fallback"
+    for user, body in answers.items():
+        assert body["model_version"] == published["version"]
+        assert len(body["items"]) == 10
+        scores = [i["score"] for i in body["items"]]
+        assert scores == sorted(scores, reverse=True)
+        pos = model.user_index.get(user)
+        if pos is not None:  # consumed items are filtered on every path
+            seen = {str(model.item_ids[j]) for j in model.history[pos]}
+            assert not seen & {i["item_id"] for i in body["items"]}
+
+
+def test_http_rejects_bad_requests_with_a_message(server: str) -> None:
+    r = requests.get(f"{server}/v1/recommendations/u1", params={"k": 0}, timeout=5)
+    assert r.status_code == 400 and "k must be between" in r.json()["message"]
+    r = requests.get(f"{server}/v1/recommendations/u1", params={"k": "ten"}, timeout=5)
+    assert r.status_code == 400 and "integer" in r.json()["message"]
+    r = requests.get(f"{server}/v1/recommendations/{'x' * 500}", timeout=5)
+    assert r.status_code == 400 and "user_id" in r.json()["message"]
+    r = requests.get(f"{server}/v1/recommendations/a%01b", timeout=5)
+    assert r.status_code == 400
+    assert requests.get(f"{server}/health/live", timeout=5).status_code == 200
