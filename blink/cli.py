@@ -129,7 +129,10 @@ def serve(host: str | None, port: int | None, workers: int | None, daemon: bool)
                 "--error-logfile", str(cfg.var / "logs" / "gunicorn.log")]
         (cfg.var / "logs").mkdir(parents=True, exist_ok=True)
     console.print(f"serving on http://{env['BLINK_SERVING__HOST']}:{env['BLINK_SERVING__PORT']}")
-    raise SystemExit(subprocess.call(cmd, env=env, cwd=config_mod.ROOT))
+    os.chdir(config_mod.ROOT)
+    if daemon:
+        raise SystemExit(subprocess.call(cmd, env=env))
+    os.execve(gunicorn, cmd, env)  # gunicorn replaces us: signals reach it directly
 
 
 @cli.command()

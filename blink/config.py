@@ -97,6 +97,7 @@ class ServingConfig(Section):
     max_id_length: int = Field(128, ge=1)
     deadline_ms: float = Field(150.0, gt=0)
     reload_seconds: float = Field(5.0, gt=0)
+    access_log: bool = False
 
 
 class EvalConfig(Section):

@@ -21,7 +21,7 @@ from rich.table import Table
 from blink import config, redis_server
 from blink.redis_server import free_port
 
-console = Console()
+console = Console(width=140)
 
 
 def blink(*args: str) -> None:

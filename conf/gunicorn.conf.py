@@ -1,15 +1,18 @@
-"""gunicorn settings for Blink. Host, port and workers come from Blink's config (`blink serve`)."""
+"""gunicorn settings for Blink: bind address and workers come from Blink's typed config
+(conf/*.yaml and BLINK_SERVING__* variables), so gunicorn run by hand and `blink serve` agree."""
 
-import os
+from blink import config
 
-bind = f"{os.environ.get('BLINK_SERVING__HOST', '127.0.0.1')}:{os.environ.get('BLINK_SERVING__PORT', '8080')}"
-workers = int(os.environ.get("BLINK_SERVING__WORKERS", "2"))
+_cfg = config.load()
+
+bind = f"{_cfg.serving.host}:{_cfg.serving.port}"
+workers = _cfg.serving.workers
 worker_class = "sync"
 # Each worker loads the model itself (after fork), so the reload thread lives in the worker.
 preload_app = False
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-accesslog = "-" if os.environ.get("BLINK_ACCESS_LOG") else None
+accesslog = "-" if _cfg.serving.access_log else None
 errorlog = "-"
 loglevel = "info"

@@ -41,3 +41,15 @@ def var_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point Blink's var/ at a temp dir for this test."""
     monkeypatch.setenv("BLINK_PATHS__VAR_DIR", str(tmp_path / "var"))
     return tmp_path / "var"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop a SparkSession the tests started, before interpreter teardown closes its logs."""
+    import sys
+
+    if "pyspark.sql" in sys.modules:
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.stop()
