@@ -98,6 +98,8 @@ class ServingConfig(Section):
     deadline_ms: float = Field(150.0, gt=0)
     reload_seconds: float = Field(5.0, gt=0)
     access_log: bool = False
+    max_batch: int = Field(1000, ge=1, le=100_000, description="events per POST /v1/events")
+    ingest_token: SecretStr | None = Field(None, description="Bearer token for POST /v1/events; env only")
 
 
 class EvalConfig(Section):

@@ -28,6 +28,12 @@ class BadRequest(BlinkError):
     status = 400
 
 
+class Unauthorized(BlinkError):
+    """A token is required (ingestion, admin) and was missing or wrong."""
+
+    status = 401
+
+
 class NotReady(BlinkError):
     """The service cannot answer yet (no model published, store down)."""
 

@@ -12,6 +12,8 @@ VERSIONS = "versions"  # sorted set: published versions, score = publish time
 HEAD = "head"  # per user: precomputed list (JSON)
 TRENDING = "trending"  # per version: fallback list (JSON)
 META = "meta"  # per version: manifest summary (JSON)
+EVENTS = "events"  # stream: accepted live events, drained into the lake by ingest
+SEEN = "seen"  # per event id: marker that makes appends exactly-once (with a TTL)
 
 
 class Keys:
@@ -20,8 +22,9 @@ class Keys:
     def __init__(self, prefix: str = "blink") -> None:
         self.prefix = prefix
 
-    def global_(self, name: str) -> str:
-        return f"{self.prefix}:{name}"
+    def global_(self, name: str, ident: str | None = None) -> str:
+        key = f"{self.prefix}:{name}"
+        return key if ident is None else f"{key}:{ident}"
 
     def versioned(self, version: str, name: str, ident: str | None = None) -> str:
         key = f"{self.prefix}:v:{version}:{name}"

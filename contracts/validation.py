@@ -39,6 +39,8 @@ MAX_ID_LEN = 128
 MIN_TIMESTAMP_MS = 631_152_000_000  # 1990-01-01T00:00:00Z: older data is a unit or clock bug
 MAX_SKEW_MS = 86_400_000  # accept clocks up to one day ahead, not more
 RATING_RANGE = (0.0, 10.0)
+# Epoch values this large are not milliseconds: their magnitude tells the unit the producer used.
+SECONDS_BELOW, MICROS_FROM, NANOS_FROM = 10**11, 10**14, 10**17
 
 # Unicode category Cc is exactly these two ranges; a regex is much faster than unicodedata.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -50,22 +52,28 @@ _repr.maxstring = _repr.maxother = 40
 Rule = Callable[[Any, int], str | None]  # (value, now_ms) -> problem or None
 
 
-def versions(kind: Kind) -> list[int]:
-    """Schema versions available for ``kind``, oldest first."""
+def versions(kind: Kind, directory: Path = SCHEMA_DIR) -> list[int]:
+    """Schema versions available for ``kind`` in ``directory`` (the shipped schemas), oldest first."""
     if kind not in KINDS:
         raise ValueError(f"unknown contract kind {kind!r}; expected one of {', '.join(KINDS)}")
-    names = (p.name for p in SCHEMA_DIR.glob(f"{kind}.v*.avsc"))  # e.g. event.v1.avsc
+    names = (p.name for p in Path(directory).glob(f"{kind}.v*.avsc"))  # e.g. event.v1.avsc
     return sorted(int(name.split(".")[1][1:]) for name in names)
 
 
 @functools.cache
-def schema(kind: Kind, version: int | None = None) -> dict[str, Any]:
-    """The parsed Avro schema of ``kind`` (latest version unless ``version`` is given); cached."""
-    available = versions(kind)
+def schema(kind: Kind, version: int | None = None, directory: Path = SCHEMA_DIR) -> dict[str, Any]:
+    """The parsed Avro schema of ``kind`` (latest version unless ``version`` is given); cached.
+
+    ``directory`` holds ``<kind>.v<N>.avsc`` files; validation always uses the shipped ones,
+    other directories are for checking candidate schemas (``contracts.evolution``).
+    """
+    available = versions(kind, directory)
+    if not available:
+        raise ValueError(f"no {kind} schema in {directory}: add {kind}.v1.avsc")
     version = available[-1] if version is None else version
     if version not in available:
-        raise ValueError(f"no {kind} schema v{version}; available: {available}")
-    with open(SCHEMA_DIR / f"{kind}.v{version}.avsc", encoding="utf-8") as fh:
+        raise ValueError(f"no {kind} schema v{version} in {directory}; available: {available}")
+    with open(Path(directory) / f"{kind}.v{version}.avsc", encoding="utf-8") as fh:
         return cast(dict[str, Any], parse_schema(json.load(fh)))
 
 
@@ -121,11 +129,11 @@ def _timestamp_rule(v: Any, now_ms: int) -> str | None:
     if MIN_TIMESTAMP_MS <= v <= now_ms + MAX_SKEW_MS:
         return None
     # Wrong units are the usual cause, and their magnitude gives them away.
-    if 0 < v < 1e11:
+    if 0 < v < SECONDS_BELOW:
         return f"looks like seconds ({v}), send milliseconds (multiply by 1000)"
-    if 1e14 <= v < 1e17:
+    if MICROS_FROM <= v < NANOS_FROM:
         return f"looks like microseconds ({v}), send milliseconds (divide by 1000)"
-    if v >= 1e17:
+    if v >= NANOS_FROM:
         return f"looks like nanoseconds ({v}), send milliseconds (divide by 1_000_000)"
     if v < MIN_TIMESTAMP_MS:
         return f"too old ({_iso(v)}), must be on or after 1990-01-01 in epoch milliseconds"
@@ -162,6 +170,12 @@ class _Field:
     describe: str
     symbols: tuple[str, ...]  # allowed enum values, for the "unknown value" message
     rules: tuple[Rule, ...]
+    rule_docs: tuple[str, ...]  # what the rules check, in words (for docs/contracts.md)
+
+
+def describe_type(t: Any) -> str:
+    """An Avro type in words, as messages show it: ``"null or string"``, ``"one of a, b"``."""
+    return _describe(t)
 
 
 def _describe(t: Any) -> str:
@@ -187,24 +201,38 @@ def _compile_field(f: dict[str, Any]) -> _Field:
     nullable = "null" in branches
     (main,) = [b for b in branches if b != "null"]  # our unions are all [null, X]
     base = main if isinstance(main, str) else main["type"]
+    required = not nullable and "default" not in f
     rules: list[Rule] = []
+    docs = ["required" if required else "optional, omitted = "
+            + json.dumps(f.get("default") if "default" in f else None)]
     if f["name"] in ID_FIELDS:
         rules.append(_id_rule(nullable))
+        docs.append(f"non-empty, at most {MAX_ID_LEN} characters, no control characters, "
+                    "no leading or trailing whitespace")
     if isinstance(main, dict) and main.get("logicalType") == "timestamp-millis":
         rules.append(_timestamp_rule)
+        docs.append(f"integer epoch milliseconds from {_iso(MIN_TIMESTAMP_MS)[:10]} to now + "
+                    f"{MAX_SKEW_MS // 3_600_000} h; seconds (< {SECONDS_BELOW:.0e}), microseconds "
+                    f"({MICROS_FROM:.0e} to {NANOS_FROM:.0e}) and nanoseconds (>= {NANOS_FROM:.0e}) "
+                    "are rejected naming the unit and the fix")
     if base in ("double", "float"):
         rules.append(_finite_rule(nullable))
+        docs.append("finite (no NaN or infinity)")
     if f["name"] == "price":
         rules.append(_non_negative)
+        docs.append("not negative")
+    if base == "enum":
+        docs.append("any other value is rejected, listing the allowed ones")
     return _Field(
         name=f["name"],
-        required=not nullable and "default" not in f,
+        required=required,
         nullable=nullable,
         default=f.get("default"),
         avro=parse_schema(f["type"]),
         describe=_describe(f["type"]),
         symbols=tuple(main["symbols"]) if base == "enum" else (),
         rules=tuple(rules),
+        rule_docs=tuple(docs),
     )
 
 
@@ -266,6 +294,17 @@ _RECORD_RULES: dict[str, Callable[[Mapping[str, Any], set[str], int], list[str]]
     "event": _event_rules,
     "recommendation": _recommendation_rules,
 }
+# What the record rules above check, per field, in words (keep in step with the functions).
+_RECORD_RULE_DOCS: dict[str, dict[str, str]] = {
+    "event": {
+        "item_id": "null only when event_type is search",
+        "value": f"required when event_type is rating: {RATING_RANGE[0]:g} to {RATING_RANGE[1]:g}",
+    },
+    "recommendation": {
+        "items": "each element checked on its own: item_id by the id rules, score finite; "
+                 "problems name the element (items[3].score)",
+    },
+}
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -310,6 +349,13 @@ def validate(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -
         if not errors:  # not expected; never let an invalid record through silently
             errors.append(f"{kind}: does not match schema {schema(kind)['name']}")
     return errors
+
+
+def rules(kind: Kind) -> dict[str, list[str]]:
+    """Field name -> what ``validate`` checks on it, in words (the "rule" column of the docs)."""
+    extra = _RECORD_RULE_DOCS.get(kind, {})
+    return {f.name: [*f.rule_docs, *([extra[f.name]] if f.name in extra else [])]
+            for f in _fields(kind)}
 
 
 def check(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, int]:
     from blink.features import ITEM_FEATURES, USER_FEATURES
 
     lake = cfg.var / "lake"
-    events = spark.read.parquet(str(lake / "events")).drop("date", "hour").cache()
+    events = spark.read.parquet(str(lake / "events")).drop("date", "hour", "batch").cache()
     items = spark.read.parquet(str(lake / "items"))
     categories = sorted(r[0] for r in items.select("category").distinct().collect() if r[0] is not None)
     counts = {}

@@ -9,6 +9,7 @@ DAG lets fail the task so nothing downstream trains or publishes on bad data.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -29,8 +30,9 @@ from great_expectations.data_context.store.store import DataDocsSiteConfigTypedD
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 from blink.errors import BlinkError  # noqa: E402
+from blink.features import USER_FEATURES  # noqa: E402
 
-SuiteName = Literal["events", "items"]
+SuiteName = Literal["events", "items", "features", "recommendations"]
 MIN_TS_MS = 946_684_800_000  # 2000-01-01; a timestamp in seconds (~1.7e9) is far below it
 DAY_MS = 86_400_000
 EVENT_COLUMNS = [
@@ -38,6 +40,11 @@ EVENT_COLUMNS = [
 ]
 EVENT_TYPES = ["view", "click", "add_to_cart", "purchase", "search", "rating"]
 DEVICES = ["desktop", "mobile", "tablet", "tv", "unknown"]
+# Array columns of the user features table (category share, consumed items): GX's pandas
+# metrics hash and render values, which numpy arrays do not survive, and the scalar
+# aggregates already cover each user. validate_frame drops them, so callers pass the table
+# exactly as jobs/features.py wrote it.
+UNCHECKED_COLUMNS: dict[str, tuple[str, ...]] = {"features": ("category_share", "history")}
 DATASOURCE = "blink_frames"
 DOCS_SITE = "blink_docs"
 
@@ -110,9 +117,95 @@ def items_suite() -> gx.ExpectationSuite:
     )
 
 
+def features_suite() -> gx.ExpectationSuite:
+    """Expectations for the user features table (jobs/features.py), scalar columns only."""
+    names = [f.name for f in USER_FEATURES]
+    shares = [
+        gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=1)
+        for name in names
+        if name.startswith("u_share_")
+    ]
+    return gx.ExpectationSuite(
+        name="features",
+        expectations=[
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            # Serving looks the features up by position: every registered one must be there.
+            gxe.ExpectTableColumnsToMatchSet(column_set=["user_id", *names], exact_match=False),
+            gxe.ExpectColumnValuesToNotBeNull(column="user_id"),
+            gxe.ExpectColumnValuesToBeUnique(column="user_id"),
+            # A user is in the table because of at least one event.
+            gxe.ExpectColumnValuesToNotBeNull(column="u_events"),
+            gxe.ExpectColumnValuesToBeBetween(column="u_events", min_value=1),
+            # Negative means an event after the as-of time leaked into the features.
+            gxe.ExpectColumnValuesToBeBetween(column="u_hours_since_last", min_value=0),
+            *shares,
+        ],
+    )
+
+
+def recommendations_suite(k: int) -> gx.ExpectationSuite:
+    """Expectations for the precomputed head lists, as summarised by `recommendations_frame`.
+
+    `k` is the longest answer a head list must cover (the router serves `list[:k]`).
+    """
+    return gx.ExpectationSuite(
+        name="recommendations",
+        expectations=[
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            gxe.ExpectColumnValuesToBeUnique(column="user_id"),
+            gxe.ExpectColumnValuesToBeBetween(column="n_items", min_value=k),
+            gxe.ExpectColumnPairValuesToBeEqual(column_A="n_distinct", column_B="n_items"),
+            gxe.ExpectColumnValuesToBeBetween(column="n_consumed", min_value=0, max_value=0),
+            gxe.ExpectColumnValuesToBeInSet(column="scores_sorted", value_set=[True]),
+            gxe.ExpectColumnValuesToNotBeNull(column="model_version"),
+        ],
+    )
+
+
+def recommendations_frame(
+    lists: pd.DataFrame, history: dict[str, set[str]], k: int, model_version: str
+) -> pd.DataFrame:
+    """One row per head list, with the columns the recommendations suite checks.
+
+    `lists` is jobs/precompute.py's output (`user_id`, `items`: JSON text of
+    [[item_id, score], ...], best first); `history` maps a user to the items consumed before
+    the version's as-of time. `k` is recorded in a column so the report shows what each list
+    was held to; the suite takes it as its own parameter.
+    """
+    rows = []
+    for user_id, text in zip(lists["user_id"], lists["items"], strict=True):
+        try:
+            pairs = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise DataQualityError(
+                f"head list of user {user_id!r} is not JSON [[item_id, score], ...]: {exc}; "
+                "re-run precompute for the interval"
+            ) from exc
+        item_ids = [item_id for item_id, _ in pairs]
+        scores = [float(score) for _, score in pairs]
+        seen = history.get(user_id, set())
+        rows.append(
+            {
+                "user_id": user_id,
+                "n_items": len(item_ids),
+                "n_distinct": len(set(item_ids)),
+                "n_consumed": sum(item_id in seen for item_id in item_ids),
+                # NaN compares False, so a NaN score also counts as unsorted.
+                "scores_sorted": all(a >= b for a, b in zip(scores, scores[1:])),
+                "model_version": model_version,
+                "k": k,
+            }
+        )
+    columns = ["user_id", "n_items", "n_distinct", "n_consumed", "scores_sorted",
+               "model_version", "k"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 SUITES: dict[str, Callable[..., gx.ExpectationSuite]] = {
     "events": events_suite,
     "items": items_suite,
+    "features": features_suite,
+    "recommendations": recommendations_suite,
 }
 
 
@@ -128,9 +221,11 @@ def validate_frame(
 
     `run_name` labels the run in the docs (the DAG passes its data interval); `suite_params`
     go to the suite builder (e.g. `min_ts_ms`/`max_ts_ms` for events). Safe to call again with
-    the same names and directories: every GX object is added or updated.
+    the same names and directories: every GX object is added or updated. Columns in
+    `UNCHECKED_COLUMNS[suite_name]` (arrays GX cannot check) are dropped first.
     """
     suite = SUITES[suite_name](**suite_params)
+    df = df.drop(columns=[c for c in UNCHECKED_COLUMNS.get(suite_name, ()) if c in df.columns])
     context = _open_context(gx_dir, docs_dir)
 
     # Get-or-create, not add_or_update: updating a data source would drop its assets.
@@ -211,22 +306,30 @@ def _get_or_add(get: Callable[[str], Any], add: Callable[..., Any], name: str) -
 def _describe(result: Any) -> str:
     """One failed expectation as a line an analyst can act on."""
     config = result.expectation_config
-    column = config.kwargs.get("column")
-    label = f"{config.type}({column})" if column else config.type
+    kwargs = config.kwargs
+    columns = [kwargs[c] for c in ("column", "column_A", "column_B") if kwargs.get(c)]
+    label = f"{config.type}({', '.join(columns)})" if columns else config.type
     error = _error_message(result.exception_info or {})
     if error:
         return f"{label}: could not run: {error}"
     detail = result.result or {}
     if "unexpected_count" in detail:
-        # Distinct values (a duplicated id would show as ['e0', 'e0']), and numpy scalars as
-        # plain Python values so the message reads [42], not [np.int64(42)].
+        # Distinct values (a duplicated id would show as ['e0', 'e0']), as plain Python values.
         values = detail.get("partial_unexpected_list", [])
-        sample = list(dict.fromkeys(v.item() if hasattr(v, "item") else v for v in values))[:3]
+        sample = list(dict.fromkeys(_plain(v) for v in values))[:3]
         return f"{label}: {detail['unexpected_count']} unexpected, e.g. {sample!r}"
     missing = detail.get("details", {}).get("mismatched", {}).get("missing")
     if missing:  # column-set check: name the missing columns, not every observed one
         return f"{label}: missing columns {missing!r}"
     return f"{label}: observed {detail.get('observed_value')!r}"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values, so a message reads [42], not [np.int64(42)]; a column
+    pair's unexpected value is a (A, B) tuple of them."""
+    if isinstance(value, (tuple, list)):
+        return tuple(_plain(v) for v in value)
+    return value.item() if hasattr(value, "item") else value
 
 
 def _error_message(info: dict[str, Any]) -> str | None:

@@ -25,7 +25,7 @@ def run(cfg: Config, interval: Run) -> dict[str, Any]:
     start = interval.as_of_ms - cfg.quality.window_hours * HOUR_MS
     events = pd.read_parquet(lake / "events", filters=[("timestamp", ">=", start),
                                                        ("timestamp", "<", interval.as_of_ms)])
-    events = events.drop(columns=[c for c in ("date", "hour", "context") if c in events.columns])
+    events = events.drop(columns=[c for c in ("date", "hour", "batch", "context") if c in events.columns])
     items = pd.read_parquet(lake / "items")
     gx_dir, docs = cfg.var / "gx", cfg.var / "reports" / "data_docs"
     results = [

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from blink import config as config_mod
 from blink import redis_server
 from blink.config import Config
-from blink.errors import BadRequest, BlinkError
+from blink.errors import BadRequest, BlinkError, NotReady, Unauthorized
+from blink.events import EventLog
 from blink.keys import Keys
 from blink.store import RecStore, RedisStore
+from contracts.dlq import DeadLetterQueue
 from serving.registry import Registry
 from serving.router import Router
 
@@ -23,8 +26,11 @@ api = Blueprint("api", __name__)
 
 def create_app(cfg: Config | None = None, store: RecStore | None = None, start_reload: bool = True) -> Flask:
     cfg = cfg or config_mod.load()
+    events = None
     if store is None:
-        store = RedisStore(redis_server.client(cfg), Keys(cfg.redis.key_prefix))
+        client = redis_server.client(cfg)
+        store = RedisStore(client, Keys(cfg.redis.key_prefix))
+        events = EventLog(client, Keys(cfg.redis.key_prefix), DeadLetterQueue(cfg.var / "dlq"))
     registry = Registry(store, cfg.var / "artifacts", cfg.retrieval.candidates)
     if start_reload:
         registry.start(cfg.serving.reload_seconds)
@@ -32,7 +38,7 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
         registry.refresh()
     app = Flask("blink")
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # bounded request bodies
-    app.extensions["blink"] = {"cfg": cfg, "store": store, "registry": registry,
+    app.extensions["blink"] = {"cfg": cfg, "store": store, "registry": registry, "events": events,
                                "router": Router(cfg.serving, store, registry)}
     app.register_blueprint(api)
     app.register_error_handler(BlinkError, _blink_error)
@@ -61,6 +67,29 @@ def recommendations(user_id: str) -> Any:
         raise BadRequest(f"k must be an integer; got {raw_k!r}") from None
     answer = _ext("router").recommend(user_id, k=k, device=request.args.get("device"))
     return jsonify(answer.to_dict())
+
+
+@api.post("/v1/events")
+def post_events() -> Any:
+    cfg: Config = _ext("cfg")
+    token = cfg.serving.ingest_token
+    if token is not None and request.headers.get("Authorization") != f"Bearer {token.get_secret_value()}":
+        raise Unauthorized("POST /v1/events needs the header 'Authorization: Bearer <serving.ingest_token>'")
+    body = request.get_json(silent=True)
+    if not isinstance(body, (dict, list)):
+        raise BadRequest("the body must be JSON: one event object, or a list of them")
+    records = body if isinstance(body, list) else [body]
+    if not 1 <= len(records) <= cfg.serving.max_batch:
+        raise BadRequest(f"send 1 to {cfg.serving.max_batch} events per request; got {len(records)}")
+    events: EventLog | None = _ext("events")
+    if events is None:
+        raise NotReady("this server has no event stream configured")
+    try:
+        result = events.accept(records)
+    except redis.RedisError as exc:
+        raise NotReady(f"event stream unavailable ({exc}); retry later, nothing was lost") from None
+    # 202: all taken (duplicates are accepted once); 400: per-record errors, valid ones kept.
+    return jsonify(result.to_dict()), 202 if result.rejected == 0 else 400
 
 
 @api.get("/health/live")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.quality import DataQualityError, gate, validate_frame
+from blink.features import USER_FEATURES
+from jobs.quality import DataQualityError, gate, recommendations_frame, validate_frame
 
 NOW_MS = int(time.time() * 1000)
 
@@ -141,4 +144,111 @@ def test_items_suite_pass_and_fail(dirs: tuple[Path, Path]) -> None:
         "expect_column_values_to_not_be_null(category)",
     ]
     with pytest.raises(DataQualityError, match="suite 'items' failed 3"):
+        gate(bad)
+
+
+def user_features(tmp_path: Path, n: int = 20) -> pd.DataFrame:
+    """A user features table as jobs/features.py writes it, array columns included."""
+    df = pd.DataFrame({"user_id": [f"u{i}" for i in range(n)]})
+    for feature in USER_FEATURES:
+        df[feature.name] = [float(i + 1) for i in range(n)]
+    shares = [c for c in df.columns if c.startswith("u_share_")]
+    df[shares] = 1.0 / len(shares)
+    df["u_mean_price"] = [None if i % 5 == 0 else 9.5 for i in range(n)]  # no priced item: null
+    df["category_share"] = [np.array([0.25, 0.75])] * n
+    df["history"] = [np.array([f"i{i}", f"i{i + 1}"]) for i in range(n)]
+    # Through Parquet, so the arrays arrive as numpy arrays exactly as in the lake.
+    df.to_parquet(tmp_path / "users.parquet", index=False)
+    return pd.read_parquet(tmp_path / "users.parquet")
+
+
+def test_features_suite_pass_and_fail(tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+    good_frame = user_features(tmp_path)
+    good = validate_frame(good_frame, "features", "features-good", *dirs)
+    bad_frame = good_frame.copy()
+    bad_frame.loc[3, "u_share_mobile"] = 1.5
+    bad_frame.loc[4, "user_id"] = "u0"
+    bad = validate_frame(bad_frame, "features", "features-bad", *dirs)
+
+    assert good.success, good.failed
+    assert "history" in good_frame.columns  # the caller's frame is left as it was
+    assert not bad.success
+    assert sorted(f.split(":")[0] for f in bad.failed) == [
+        "expect_column_values_to_be_between(u_share_mobile)",
+        "expect_column_values_to_be_unique(user_id)",
+    ]
+    assert "e.g. [1.5]" in "\n".join(bad.failed)
+
+
+def head_list(items: list[str], scores: list[float] | None = None) -> str:
+    scores = scores if scores is not None else [float(len(items) - i) for i in range(len(items))]
+    return json.dumps([[i, s] for i, s in zip(items, scores, strict=True)])
+
+
+HISTORY = {"good": {"x1", "x2"}, "consumed": {"c3"}}
+
+
+def test_recommendations_frame_summarises_each_list() -> None:
+    lists = pd.DataFrame(
+        {
+            "user_id": ["good", "consumed", "twice", "unsorted"],
+            "items": [
+                head_list(["a", "b", "c"]),
+                head_list(["c1", "c2", "c3"]),
+                head_list(["a", "b", "a"]),
+                head_list(["a", "b", "c"], [3.0, 1.0, 2.0]),
+            ],
+        }
+    )
+    frame = recommendations_frame(lists, HISTORY, k=3, model_version="v7")
+
+    assert frame["n_items"].tolist() == [3, 3, 3, 3]
+    assert frame["n_distinct"].tolist() == [3, 3, 2, 3]
+    assert frame["n_consumed"].tolist() == [0, 1, 0, 0]
+    assert frame["scores_sorted"].tolist() == [True, True, True, False]
+    assert set(frame["model_version"]) == {"v7"}
+
+
+def test_recommendations_frame_rejects_a_list_that_is_not_json() -> None:
+    lists = pd.DataFrame({"user_id": ["u1"], "items": ["[[\"a\", 1"]})
+    with pytest.raises(DataQualityError, match="head list of user 'u1'"):
+        recommendations_frame(lists, {}, k=1, model_version="v7")
+
+
+def test_recommendations_suite_pass_and_each_failure_named(dirs: tuple[Path, Path]) -> None:
+    good_lists = pd.DataFrame(
+        {
+            "user_id": ["good", "new-user"],  # a user without history is fine
+            "items": [head_list(["a", "b", "c", "d"]), head_list(["a", "b", "c", "d"], [2.0] * 4)],
+        }
+    )
+    bad_lists = pd.DataFrame(
+        {
+            "user_id": ["consumed", "twice", "unsorted", "short"],
+            "items": [
+                head_list(["a", "b", "c3", "d"]),
+                head_list(["a", "b", "a", "d"]),
+                head_list(["a", "b", "c", "d"], [4.0, 3.0, 3.5, 1.0]),
+                head_list(["a", "b", "c"]),
+            ],
+        }
+    )
+    good = validate_frame(
+        recommendations_frame(good_lists, HISTORY, 4, "v7"), "recommendations", "recs-good", *dirs,
+        k=4,
+    )
+    bad = validate_frame(
+        recommendations_frame(bad_lists, HISTORY, 4, "v7"), "recommendations", "recs-bad", *dirs,
+        k=4,
+    )
+
+    assert good.success, good.failed
+    assert not bad.success
+    failed = "\n".join(bad.failed)
+    assert "expect_column_values_to_be_between(n_consumed): 1 unexpected, e.g. [1]" in failed
+    assert "expect_column_pair_values_to_be_equal(n_distinct, n_items): 1 unexpected" in failed
+    assert "expect_column_values_to_be_in_set(scores_sorted): 1 unexpected, e.g. [False]" in failed
+    assert "expect_column_values_to_be_between(n_items): 1 unexpected, e.g. [3]" in failed
+    assert len(bad.failed) == 4
+    with pytest.raises(DataQualityError, match="suite 'recommendations' failed 4"):
         gate(bad)
