@@ -54,16 +54,43 @@ def generate(size: str | None, seed: int | None, bad: int) -> None:
 
 def _default_logical_date(cfg: config_mod.Config) -> str:
     """The hour just after the newest event in the landing files (real datasets are old)."""
-    import pyarrow.dataset as ds
+    from blink.landing import read
 
     newest = 0
-    for path in sorted((cfg.var / "landing" / "events").glob("*.parquet")):
-        col = ds.dataset(path).to_table(columns=["timestamp"]).column("timestamp")
-        newest = max(newest, max((v for v in col.to_pylist() if isinstance(v, int) and v < 10**13), default=0))
+    for path in sorted((cfg.var / "landing" / "events").glob("*")):
+        if path.suffix in (".parquet", ".jsonl", ".csv"):
+            ts = pd_numeric(read(path)["timestamp"])
+            # ignore values that are not plausible epoch milliseconds (they will be dead-lettered)
+            newest = max(newest, int(ts[ts < 10**13].max()) if (ts < 10**13).any() else 0)
     if not newest:
         raise BlinkError("no events in var/landing/events: run `blink generate` (or `blink import`) first")
     hour = math.ceil(newest / 3_600_000) * 3_600_000
     return datetime.fromtimestamp(hour / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def pd_numeric(column: object) -> object:
+    import pandas as pd
+
+    return pd.to_numeric(column, errors="coerce").dropna()
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(["events", "items", "users"]), default=None,
+              help="what the file holds (default: told by its columns)")
+def ingest(path: Path, kind: str | None) -> None:
+    """Check your own Parquet/CSV/JSON-lines file against the contract and land it for the next run."""
+    from blink.landing import accept_file
+    from contracts.dlq import DeadLetterQueue
+
+    cfg = _cfg()
+    report = accept_file(path, cfg.var / "landing", DeadLetterQueue(cfg.var / "dlq"), kind)
+    console.print(f"{report.table}: {report.rows:,} rows = {report.accepted:,} accepted + "
+                  f"{report.dead_lettered:,} dead-lettered {report.reasons or ''}")
+    if report.landing_file:
+        console.print(f"landed as {report.landing_file}; the next `blink run-dag` ingests it")
+    if report.dead_lettered:
+        console.print("see why with `blink dlq list`; fix and `blink dlq replay`")
 
 
 @cli.command("run-dag")

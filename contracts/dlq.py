@@ -8,21 +8,27 @@ Layout under the queue directory (one JSON object per line, one directory per ki
 Appends are one ``write()`` per line on an ``O_APPEND`` descriptor, so processes can append
 concurrently without interleaving lines, and are fsynced before ``add`` returns. Batch files
 let an idempotent job (Spark ingest, one file per interval) re-run without duplicating.
-Each letter keeps the original payload, so a later replay can re-validate it, and rewrite the
-file it came from without the replayed lines using the same atomic ``_replace``.
+Each letter keeps the original payload, so ``replay`` can re-validate it after a fix and
+rewrite the files it came from without the replayed lines (atomically, ``replace_file``).
+
+Appenders hold a shared lock on ``<dir>/.lock``; ``add_batch_file`` and ``replay`` hold it
+exclusively, so a rewrite never drops a line appended while it was reading the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,30 @@ class DeadLetter:
 
 
 _KEYS = tuple(f.name for f in fields(DeadLetter))
+
+Validator = Callable[[str, Mapping[str, Any]], list[str]]  # (kind, record) -> problems
+Sink = Callable[[str, list[dict[str, Any]]], None]  # (kind, now-valid records)
+
+
+@dataclass
+class ReplayReport:
+    """What ``replay`` did: before = replayed + still_invalid (letters of the kinds replayed)."""
+
+    replayed: int = 0  # handed to the sink and removed from the queue
+    still_invalid: int = 0  # kept, with the reason the current contract gives
+    by_reason: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> reason key -> n
+    by_kind: dict[str, int] = field(default_factory=dict)  # kind -> replayed
+
+
+def parse_payload(payload: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A letter's payload as a record, or ``(None, problem)`` when it is not a JSON object."""
+    try:
+        record = json.loads(payload)
+    except ValueError as exc:
+        return None, f"not valid JSON: {exc}"
+    if not isinstance(record, dict):
+        return None, "a record must be a JSON object"
+    return record, None
 
 
 def reason_keys(reason: str) -> list[str]:
@@ -86,6 +116,12 @@ class DeadLetterQueue:
         for letter in letters:
             day = datetime.fromtimestamp(letter.at_ms / 1000, UTC).strftime("%Y-%m-%d")
             groups[self._kind_dir(letter.kind) / f"{day}.jsonl"].append(letter.to_line())
+        if groups:
+            with self._lock(exclusive=False):
+                self._append(groups)
+        return sum(len(lines) for lines in groups.values())
+
+    def _append(self, groups: dict[Path, list[bytes]]) -> None:
         for path, lines in groups.items():
             created = not path.exists()
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -100,7 +136,6 @@ class DeadLetterQueue:
                 os.close(fd)
             if created:
                 _fsync_dir(path.parent)  # make the new file's directory entry durable too
-        return sum(len(lines) for lines in groups.values())
 
     def add_batch_file(self, name: str, letters: Iterable[DeadLetter]) -> int:
         """Write the letters of batch ``name`` as ``<kind>/batch-<name>.jsonl``, replacing any
@@ -112,13 +147,64 @@ class DeadLetterQueue:
         for letter in letters:
             groups[letter.kind].append(letter.to_line())
         filename = f"batch-{name}.jsonl"
-        for kind, lines in groups.items():
-            _replace(self._kind_dir(kind) / filename, lines)
-        for stale in self.directory.glob(f"*/{filename}"):
-            if stale.parent.name not in groups:
-                stale.unlink()  # the re-run found nothing of this kind: drop the old letters
-                _fsync_dir(stale.parent)
+        with self._lock(exclusive=True):
+            for kind, lines in groups.items():
+                replace_file(self._kind_dir(kind) / filename, lines)
+            for stale in self.directory.glob(f"*/{filename}"):
+                if stale.parent.name not in groups:
+                    stale.unlink()  # the re-run found nothing of this kind: drop the old letters
+                    _fsync_dir(stale.parent)
         return sum(len(lines) for lines in groups.values())
+
+    def replay(self, validate_fn: Validator, sink: Sink, kinds: Iterable[str] | None = None) -> ReplayReport:
+        """Re-validate every letter (of ``kinds``, default all) against the current contract.
+
+        Per kind, the letters that now pass go to ``sink(kind, records)`` in one call, and only
+        after it returns are they removed from the queue (each file rewritten atomically); a
+        sink that raises leaves that kind's queue as it was. The others stay, their reason
+        updated. At least once: a crash between the sink and the rewrite replays those letters
+        again, so the sink's consumer must drop duplicate ids (ingest does).
+        """
+        report = ReplayReport()
+        with self._lock(exclusive=True):
+            chosen = sorted({p.parent.name for p in self._files(None)} if kinds is None else set(kinds))
+            for kind in chosen:
+                self._replay_kind(kind, validate_fn, sink, report)
+        return report
+
+    def _replay_kind(self, kind: str, validate_fn: Validator, sink: Sink, report: ReplayReport) -> None:
+        records: list[dict[str, Any]] = []
+        kept: dict[Path, list[bytes]] = {}
+        reasons: Counter[str] = Counter()
+        for path in self._files(kind):
+            kept[path] = []
+            for raw in _read_lines(path):
+                letter = _letter_or_none(raw)
+                if letter is None:  # not ours to judge (torn or unreadable): keep it as it is
+                    kept[path].append(raw)
+                    continue
+                record, problem = parse_payload(letter.payload)
+                errors = [problem] if problem else validate_fn(kind, record or {})
+                if errors:
+                    letter = replace(letter, reason="; ".join(errors))
+                    kept[path].append(letter.to_line())
+                    reasons.update(reason_keys(letter.reason))
+                else:
+                    records.append(record or {})
+        if records:
+            sink(kind, records)
+        for path, lines in kept.items():
+            if not lines:
+                path.unlink()
+                _fsync_dir(path.parent)
+            else:
+                replace_file(path, lines)
+        still = sum(1 for lines in kept.values() for raw in lines if _letter_or_none(raw))
+        report.replayed += len(records)
+        report.still_invalid += still
+        report.by_kind[kind] = len(records)
+        if reasons:
+            report.by_reason[kind] = dict(reasons.most_common())
 
     def entries(self, kind: str | None = None, limit: int | None = None) -> Iterator[DeadLetter]:
         """Letters in file order (per kind: daily files by date, then batch files)."""
@@ -157,6 +243,16 @@ class DeadLetterQueue:
             counters[letter.kind].update(reason_keys(letter.reason))
         return {kind: dict(c.most_common()) for kind, c in sorted(counters.items())}
 
+    @contextlib.contextmanager
+    def _lock(self, exclusive: bool) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def _kind_dir(self, kind: str) -> Path:
         if not _SAFE_NAME.fullmatch(kind):
             raise ValueError(f"dead-letter kind {kind!r} must match {_SAFE_NAME.pattern}")
@@ -182,8 +278,26 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def _replace(path: Path, lines: list[bytes]) -> None:
-    """Atomically make ``path`` hold exactly ``lines`` (tmp file, fsync, rename, fsync dir)."""
+def _read_lines(path: Path) -> list[bytes]:
+    with open(path, "rb") as fh:
+        return fh.readlines()
+
+
+def _letter_or_none(raw: bytes) -> DeadLetter | None:
+    if not raw.endswith(b"\n"):
+        return None  # torn tail of a crashed writer, as ``entries`` sees it
+    try:
+        return DeadLetter.from_line(raw.decode("utf-8"))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def replace_file(path: Path, lines: Iterable[bytes]) -> None:
+    """Atomically make ``path`` hold exactly ``lines`` (tmp file, fsync, rename, fsync dir).
+
+    Readers see the old or the new content, never a mix; the temporary file starts with "."
+    and ends in ".tmp", so globs for ``*.jsonl`` never pick it up.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         fh.writelines(lines)

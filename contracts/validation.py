@@ -100,6 +100,10 @@ def _iso(ms: int) -> str:
         return "a date outside years 1-9999"
 
 
+def _pow10(n: int) -> str:
+    return f"10^{len(str(n)) - 1}"
+
+
 def _id_rule(nullable: bool) -> Rule:
     empty = "must not be empty" + (", send null if there is none" if nullable else "")
 
@@ -212,9 +216,9 @@ def _compile_field(f: dict[str, Any]) -> _Field:
     if isinstance(main, dict) and main.get("logicalType") == "timestamp-millis":
         rules.append(_timestamp_rule)
         docs.append(f"integer epoch milliseconds from {_iso(MIN_TIMESTAMP_MS)[:10]} to now + "
-                    f"{MAX_SKEW_MS // 3_600_000} h; seconds (< {SECONDS_BELOW:.0e}), microseconds "
-                    f"({MICROS_FROM:.0e} to {NANOS_FROM:.0e}) and nanoseconds (>= {NANOS_FROM:.0e}) "
-                    "are rejected naming the unit and the fix")
+                    f"{MAX_SKEW_MS // 3_600_000} h; seconds (< {_pow10(SECONDS_BELOW)}), microseconds "
+                    f"({_pow10(MICROS_FROM)} to {_pow10(NANOS_FROM)}) and nanoseconds "
+                    f"(>= {_pow10(NANOS_FROM)}) are rejected naming the unit and the fix")
     if base in ("double", "float"):
         rules.append(_finite_rule(nullable))
         docs.append("finite (no NaN or infinity)")

@@ -19,7 +19,6 @@ import pytest
 import requests
 
 from blink import config
-from blink.features import Context
 from blink.keys import Keys
 from blink.model import Model
 from blink.pipeline import Pipeline

@@ -75,7 +75,8 @@ def test_drain_is_exactly_once_across_crashes(redis_client: redis.Redis, tmp_pat
     assert stream.drain(redis_client, keys, landing, lake)["drained"] == 0
     log.accept([event(99)])
     assert stream.drain(redis_client, keys, landing, lake)["drained"] == 1
-    ids = [json.loads(line)["event_id"] for f in (landing / "events").glob("*.jsonl") for line in f.read_text().splitlines()]
+    ids = [json.loads(line)["event_id"]
+           for f in (landing / "events").glob("*.jsonl") for line in f.read_text().splitlines()]
     assert sorted(ids) == sorted({*ids}) and len(ids) == 16
     stream.trim(redis_client, keys, lake)
     assert redis_client.xlen(log.stream) <= 1  # only the checkpoint entry itself may stay
