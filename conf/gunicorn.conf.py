@@ -1,9 +1,11 @@
 """gunicorn settings for Blink: bind address and workers come from Blink's typed config
 (conf/*.yaml and BLINK_SERVING__* variables), so gunicorn run by hand and `blink serve` agree."""
 
-from blink import config
+# Only underscore names besides settings: gunicorn reads every module-level name as a setting
+# (a plain `config` would clash with its own `config` setting).
+from blink.config import load as _load
 
-_cfg = config.load()
+_cfg = _load()
 
 bind = f"{_cfg.serving.host}:{_cfg.serving.port}"
 workers = _cfg.serving.workers

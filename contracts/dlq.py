@@ -176,6 +176,7 @@ class DeadLetterQueue:
         records: list[dict[str, Any]] = []
         kept: dict[Path, list[bytes]] = {}
         reasons: Counter[str] = Counter()
+        still = 0
         for path in self._files(kind):
             kept[path] = []
             for raw in _read_lines(path):
@@ -184,13 +185,14 @@ class DeadLetterQueue:
                     kept[path].append(raw)
                     continue
                 record, problem = parse_payload(letter.payload)
-                errors = [problem] if problem else validate_fn(kind, record or {})
+                errors = validate_fn(kind, record) if record is not None else [str(problem)]
                 if errors:
                     letter = replace(letter, reason="; ".join(errors))
                     kept[path].append(letter.to_line())
                     reasons.update(reason_keys(letter.reason))
+                    still += 1
                 else:
-                    records.append(record or {})
+                    records.append(record)
         if records:
             sink(kind, records)
         for path, lines in kept.items():
@@ -199,7 +201,6 @@ class DeadLetterQueue:
                 _fsync_dir(path.parent)
             else:
                 replace_file(path, lines)
-        still = sum(1 for lines in kept.values() for raw in lines if _letter_or_none(raw))
         report.replayed += len(records)
         report.still_invalid += still
         report.by_kind[kind] = len(records)

@@ -125,3 +125,89 @@ def test_concurrent_appenders_in_processes_keep_lines_whole(tmp_path: Path) -> N
     letters = list(DeadLetterQueue(tmp_path))
     assert len(letters) == 4 * 50 * 4
     assert {x.payload[-1] for x in letters} == {"0", "1", "2", "3"}
+
+
+# --- replay -------------------------------------------------------------------------------------
+
+NOW = AT + 60_000
+
+
+def event_payload(event_id: str, **changes: object) -> str:
+    record = {"event_id": event_id, "user_id": "u-1", "session_id": "s-1", "item_id": "i-1",
+              "event_type": "view", "timestamp": AT, "device": "mobile", **changes}
+    return json.dumps(record)
+
+
+def seeded(directory: Path) -> DeadLetterQueue:
+    """Two letters that pass today (rejected by a rule since lifted), three that still do not."""
+    dlq = DeadLetterQueue(directory)
+    lifted = "event_id: rejected by the old prefix rule"
+    dlq.add([
+        DeadLetter("api", "event", event_payload("ok-1"), lifted, AT),
+        DeadLetter("api", "event", event_payload("bad-ts", timestamp=AT // 1000), "old reason", AT),
+        DeadLetter("api", "event", "{not json", "not valid JSON: Expecting property name", AT),
+    ])
+    dlq.add_batch_file("events-1", [
+        DeadLetter("landing:e.jsonl", "event", event_payload("ok-2"), lifted, AT),
+        DeadLetter("landing:e.jsonl", "event", event_payload("bad-dev", device="phone"), lifted, AT),
+    ])
+    return dlq
+
+
+def current_contract(kind: str, record: object) -> list[str]:
+    from contracts.validation import validate
+
+    return validate(kind, record, now_ms=NOW)  # type: ignore[arg-type]
+
+
+def test_replay_moves_only_what_passes_now_and_accounts_for_every_letter(tmp_path: Path) -> None:
+    dlq = seeded(tmp_path)
+    before = dlq.count()
+    landed: list[tuple[str, list[dict[str, object]]]] = []
+    report = dlq.replay(current_contract, lambda kind, records: landed.append((kind, records)))
+    assert [(k, [r["event_id"] for r in rs]) for k, rs in landed] == [("event", ["ok-1", "ok-2"])]
+    assert (report.replayed, report.still_invalid, report.by_kind) == (2, 3, {"event": 2})
+    assert before == report.replayed + report.still_invalid == 5
+    assert report.by_reason == {"event": {"timestamp: looks like seconds": 1, "not valid JSON": 1,
+                                          "device: unknown value": 1}}
+    again = DeadLetterQueue(tmp_path)  # durable: it is the files
+    assert again.count() == 3
+    reasons = {x.payload: x.reason for x in again}
+    assert reasons[event_payload("bad-ts", timestamp=AT // 1000)].startswith(
+        "timestamp: looks like seconds")  # the reason the current contract gives
+    assert reasons[event_payload("bad-dev", device="phone")].startswith("device: unknown value 'phone'")
+    assert not list(tmp_path.glob("*/.*")), "no temporary files are left behind"
+    second = again.replay(current_contract, lambda kind, records: landed.append((kind, records)))
+    assert (second.replayed, second.still_invalid, len(landed)) == (0, 3, 1)
+
+
+def test_replay_removes_files_left_empty(tmp_path: Path) -> None:
+    dlq = DeadLetterQueue(tmp_path)
+    dlq.add_batch_file("b", [DeadLetter("api", "event", event_payload("ok"), "old", AT)])
+    assert dlq.replay(current_contract, lambda kind, records: None).replayed == 1
+    assert list((tmp_path / "event").glob("*.jsonl")) == []
+
+
+def test_a_failing_sink_leaves_the_queue_untouched(tmp_path: Path) -> None:
+    dlq = seeded(tmp_path)
+    files = {p: p.read_bytes() for p in tmp_path.glob("*/*.jsonl")}
+
+    def broken_sink(kind: str, records: list[dict[str, object]]) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        dlq.replay(current_contract, broken_sink)
+    assert {p: p.read_bytes() for p in tmp_path.glob("*/*.jsonl")} == files
+
+
+def test_replay_only_the_kinds_asked_for_and_keeps_torn_lines(tmp_path: Path) -> None:
+    dlq = seeded(tmp_path)
+    dlq.add([DeadLetter("api", "item", json.dumps({"item_id": "i-9", "category": "c"}), "old", AT)])
+    day_file = tmp_path / "event" / "2023-11-14.jsonl"
+    with open(day_file, "a", encoding="utf-8") as fh:
+        fh.write('{"source": "api", "kind": "ev')  # a writer died mid-line: not ours to drop
+    report = dlq.replay(current_contract, lambda kind, records: None, kinds=["item"])
+    assert (report.replayed, report.still_invalid, dlq.count("item"), dlq.count("event")) == (1, 0, 0, 5)
+    dlq.replay(current_contract, lambda kind, records: None, kinds=["event"])
+    assert day_file.read_bytes().endswith(b'{"source": "api", "kind": "ev')
+    assert dlq.count("event") == 3
