@@ -226,6 +226,15 @@ def airflow_ui() -> None:
     raise SystemExit(subprocess.call([airflow_env.airflow_bin(), "standalone"], env=airflow_env.environment(cfg)))
 
 
+def _register_groups() -> None:
+    from contracts.cli import dlq
+
+    cli.add_command(dlq)
+
+
+_register_groups()
+
+
 def main() -> None:
     try:
         cli()

@@ -32,7 +32,8 @@ SCHEMAS = {  # Arrow types of the landing files, following the Avro contract fie
     "events": pa.schema([("event_id", pa.string()), ("user_id", pa.string()),
                          ("session_id", pa.string()), ("item_id", pa.string()),
                          ("event_type", pa.string()), ("timestamp", pa.int64()),
-                         ("device", pa.string()), ("value", pa.float64()), ("context", _MAP)]),
+                         ("device", pa.string()), ("value", pa.float64()), ("context", _MAP),
+                         ("price", pa.float64())]),  # event v2: unit price; referrer stays null
     "items": pa.schema([("item_id", pa.string()), ("category", pa.string()),
                         ("price", pa.float64()), ("created_at", pa.int64()),
                         ("title", pa.string())]),
@@ -43,9 +44,10 @@ KIND_OF: dict[str, Kind] = {"events": "event", "items": "item", "users": "user"}
 
 RETAIL_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
                   "UnitPrice", "CustomerID", "Country")
-# Money lines, not products: letters only (POST, DOT, M, D, S, B, CRUK, PADS, AMAZONFEE,
-# BANK CHARGES), carriage (C2) and gift vouchers (gift_0001_10...). Product codes have digits.
-NON_PRODUCT_CODE = r"[A-Za-z ]+|C2|gift_\d+_\d+"
+# Money lines, not products: letters-only codes (POST, DOT, M, D, S, B, CRUK, PADS, AMAZONFEE,
+# BANK CHARGES), carriage (C2) and gift vouchers (gift_0001_10...). Product codes have digits,
+# except the gift shop's own listings (DCGSSBOY "BOYS PARTY BAG"), which are products.
+NON_PRODUCT_CODE = r"(?!DCGS)[A-Za-z ]+|C2|gift_\d+_\d+"
 ML_LAYOUTS = {"csv": ("ratings.csv", "movies.csv"), "::": ("ratings.dat", "movies.dat")}
 ML_NO_GENRE = "(no genres listed)"
 
@@ -76,7 +78,8 @@ def import_online_retail(path: Path, landing: Path, tag: str = "online-retail") 
     """UCI Online Retail (a .parquet or .csv file, or a folder holding online_retail.*).
 
     Invoices are sessions, customers are users, rows without a customer are anonymous; each
-    kept row is one ``purchase`` event with ``value`` = unit price (see docs/importers.md).
+    kept row is one ``purchase`` event with ``value`` = quantity and ``price`` = unit price,
+    as event v2 defines them (see docs/importers.md).
     """
     df = _read_retail(Path(path))
     line = df.groupby("InvoiceNo", sort=False, dropna=False).cumcount()  # position in invoice
@@ -100,18 +103,19 @@ def import_online_retail(path: Path, landing: Path, tag: str = "online-retail") 
         "event_type": "purchase",
         "timestamp": ts,
         "device": "unknown",
-        "value": rows["UnitPrice"].astype(float),
+        "value": rows["Quantity"].astype(float),
         "context": [{"quantity": str(q)} if c is None else {"country": c, "quantity": str(q)}
                     for c, q in zip(rows["Country"].astype(object).where(rows["Country"].notna(),
                                                                          None),
                                     rows["Quantity"], strict=True)],
+        "price": rows["UnitPrice"].astype(float),
     })
     by_item = events.groupby("item_id", sort=True)
     titles = rows["Description"].str.strip().replace("", None)
     items = pd.DataFrame({
         "item_id": by_item.size().index,
         "category": "sc" + by_item.size().index.str[:3],
-        "price": by_item["value"].median().to_numpy(),
+        "price": by_item["price"].median().to_numpy(),
         "created_at": by_item["timestamp"].min().to_numpy(),
     })
     items["title"] = items["item_id"].map(_most_common(events["item_id"], titles))
@@ -174,6 +178,7 @@ def import_movielens(path: Path, landing: Path, tag: str = "movielens") -> Impor
         "device": "unknown",
         "value": rows["rating"].astype(float),
         "context": [{} for _ in range(len(rows))],
+        "price": None,
     })
     genre = movies["genres"].fillna("").str.split("|").str[0].str.strip()
     items = pd.DataFrame({

@@ -175,32 +175,36 @@ class DeadLetterQueue:
     def _replay_kind(self, kind: str, validate_fn: Validator, sink: Sink, report: ReplayReport) -> None:
         records: list[dict[str, Any]] = []
         kept: dict[Path, list[bytes]] = {}
+        changed: set[Path] = set()
         reasons: Counter[str] = Counter()
         still = 0
         for path in self._files(kind):
             kept[path] = []
-            for raw in _read_lines(path):
+            original = _read_lines(path)
+            for raw in original:
                 letter = _letter_or_none(raw)
                 if letter is None:  # not ours to judge (torn or unreadable): keep it as it is
                     kept[path].append(raw)
                     continue
                 record, problem = parse_payload(letter.payload)
-                errors = validate_fn(kind, record) if record is not None else [str(problem)]
-                if errors:
-                    letter = replace(letter, reason="; ".join(errors))
-                    kept[path].append(letter.to_line())
-                    reasons.update(reason_keys(letter.reason))
-                    still += 1
-                else:
+                errors = [str(problem)] if record is None else validate_fn(kind, record)
+                if record is not None and not errors:
                     records.append(record)
+                    continue
+                letter = replace(letter, reason="; ".join(errors))
+                kept[path].append(letter.to_line())
+                reasons.update(reason_keys(letter.reason))
+                still += 1
+            if kept[path] != original:
+                changed.add(path)
         if records:
             sink(kind, records)
-        for path, lines in kept.items():
-            if not lines:
+        for path in sorted(changed):
+            if not kept[path]:
                 path.unlink()
                 _fsync_dir(path.parent)
             else:
-                replace_file(path, lines)
+                replace_file(path, kept[path])
         report.replayed += len(records)
         report.still_invalid += still
         report.by_kind[kind] = len(records)

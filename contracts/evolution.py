@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 from fastavro.read import SchemaResolutionError
@@ -41,8 +41,8 @@ def check_backward(kind: Kind, directory: Path = SCHEMA_DIR) -> list[str]:
     found = versions(kind, directory)
     problems: list[str] = []
     for old, new in zip(found, found[1:], strict=False):
-        writer = expand_schema(schema(kind, old, directory))
-        reader = expand_schema(schema(kind, new, directory))
+        writer = cast(dict[str, Any], expand_schema(schema(kind, old, directory)))
+        reader = cast(dict[str, Any], expand_schema(schema(kind, new, directory)))
         where = f"{kind} v{old} -> v{new}"
         static = [f"{where}: {p}" for p in _compare("", writer, reader)]
         problems += static

@@ -96,4 +96,17 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, int]:
         counts[f"users_{tag}"] = len(users_pd)
         log.info("features as of %s: %d users", tag, len(users_pd))
     events.unpersist()
+    _quality_gate(cfg, interval)
     return counts
+
+
+def _quality_gate(cfg: Config, interval: Run) -> None:
+    """The newest user features must pass their suite before any model is trained on them."""
+    import pandas as pd
+
+    from jobs import quality
+
+    users = pd.read_parquet(features_dir(interval.artifact_dir, "serve") / "users.parquet")
+    result = quality.validate_frame(users, "features", f"features-{interval.interval_id}", cfg.var / "gx",
+                                    cfg.var / "reports" / "data_docs")
+    quality.gate(result)

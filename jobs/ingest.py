@@ -32,7 +32,8 @@ KIND_OF = {"items": "item", "users": "user", "events": "event"}
 ID_OF = {"items": "item_id", "users": "user_id", "events": "event_id"}
 SCHEMAS = {
     "events": "event_id string, user_id string, session_id string, item_id string, event_type string, "
-              "timestamp long, device string, value double, context map<string,string>",
+              "timestamp long, device string, value double, context map<string,string>, "
+              "referrer string, price double",
     "items": "item_id string, category string, price double, created_at long, title string",
     "users": "user_id string, signup_at long, country string, attributes map<string,string>",
 }

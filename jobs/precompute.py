@@ -45,6 +45,23 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, float]:
     rows = map_partitions(spark, users, fn)
     seconds = time.perf_counter() - started
     pd.DataFrame(rows, columns=["user_id", "items"]).to_parquet(interval.artifact_dir / LISTS_FILE, index=False)
+    _quality_gate(cfg, interval)
     rate = len(rows) / seconds if seconds else 0.0
     log.info("precompute: %d head lists in %.1fs (%.0f users/s)", len(rows), seconds, rate)
     return {"lists": len(rows), "seconds": round(seconds, 2), "users_per_s": round(rate, 1)}
+
+
+def _quality_gate(cfg: Config, interval: Run) -> None:
+    """Every head list: long enough, distinct, nothing consumed, sorted, versioned -- or no publish."""
+    from jobs import quality
+
+    lists = pd.read_parquet(interval.artifact_dir / LISTS_FILE)
+    model = cached_model(str(interval.artifact_dir), "serve", False)
+    wanted = set(lists["user_id"])
+    history = {u: {str(model.item_ids[j]) for j in model.history[p]}
+               for u, p in model.user_index.items() if u in wanted}
+    k = min(cfg.serving.max_k, cfg.head.list_length)
+    frame = quality.recommendations_frame(lists, history, k, interval.version)
+    result = quality.validate_frame(frame, "recommendations", f"recommendations-{interval.interval_id}",
+                                    cfg.var / "gx", cfg.var / "reports" / "data_docs", k=k)
+    quality.gate(result)

@@ -22,7 +22,9 @@ from typing import Any, Literal
 # phone home or log analytics noise.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-import great_expectations as gx  # noqa: E402
+import great_expectations as gx
+
+from contracts.validation import MIN_TIMESTAMP_MS  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
 import pandas as pd  # noqa: E402
 from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
@@ -34,7 +36,8 @@ from blink.errors import BlinkError  # noqa: E402
 from blink.features import USER_FEATURES  # noqa: E402
 
 SuiteName = Literal["events", "items", "features", "recommendations"]
-MIN_TS_MS = 946_684_800_000  # 2000-01-01; a timestamp in seconds (~1.7e9) is far below it
+# The contract's own floor (1990-01-01): MovieLens goes back to 1996. Seconds (~1.7e9) are far below.
+MIN_TS_MS = MIN_TIMESTAMP_MS
 DAY_MS = 86_400_000
 EVENT_COLUMNS = [
     "event_id", "user_id", "session_id", "item_id", "event_type", "timestamp", "device", "value"

@@ -5,16 +5,29 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import fastavro
 import pytest
 
 from blink.errors import ContractViolation
-from contracts.validation import DEVICES, EVENT_TYPES, SCHEMA_DIR, check, schema, validate
+from contracts.docs import EXAMPLES, render
+from contracts.validation import (
+    DEVICES,
+    EVENT_TYPES,
+    KINDS,
+    SCHEMA_DIR,
+    check,
+    rules,
+    schema,
+    validate,
+    versions,
+)
 
 NOW = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 DAY = 86_400_000
+REPO = Path(__file__).resolve().parents[1]
 
 
 def event(**changes: Any) -> dict[str, Any]:
@@ -39,9 +52,12 @@ def only_error(record: dict[str, Any], kind: str = "event") -> str:
 # --- schemas ------------------------------------------------------------------------------
 
 
+V1_EVENT_FIELDS = ["event_id", "user_id", "session_id", "item_id", "event_type", "timestamp", "device",
+                   "value", "context"]
+
+
 @pytest.mark.parametrize(("kind", "name", "fields"), [
-    ("event", "blink.Event", ["event_id", "user_id", "session_id", "item_id", "event_type",
-                              "timestamp", "device", "value", "context"]),
+    ("event", "blink.Event", [*V1_EVENT_FIELDS, "referrer", "price"]),  # v2 added two optional fields
     ("item", "blink.Item", ["item_id", "category", "price", "created_at", "title"]),
     ("user", "blink.User", ["user_id", "signup_at", "country", "attributes"]),
     ("recommendation", "blink.Recommendation",
@@ -53,12 +69,22 @@ def test_schema_files_match_the_contract(kind: str, name: str, fields: list[str]
     assert [f["name"] for f in parsed["fields"]] == fields
     assert schema(kind) is parsed, "schemas are parsed once and cached"
     assert schema(kind, 1)["name"] == name  # type: ignore[arg-type]
+    if kind == "event":
+        assert [f["name"] for f in schema("event", 1)["fields"]] == V1_EVENT_FIELDS
     assert json.loads((SCHEMA_DIR / f"{kind}.v1.avsc").read_text())["namespace"] == "blink"
 
 
-def test_unknown_schema_version_is_an_error() -> None:
+def test_unknown_schema_version_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no event schema v99"):
         schema("event", 99)
+    with pytest.raises(ValueError, match="add event.v1.avsc"):
+        schema("event", directory=tmp_path)
+
+
+def test_schemas_load_from_another_directory(tmp_path: Path) -> None:
+    (tmp_path / "user.v3.avsc").write_text((SCHEMA_DIR / "user.v1.avsc").read_text())
+    assert versions("user", tmp_path) == [3]
+    assert schema("user", directory=tmp_path)["name"] == "blink.User"
 
 
 def test_enum_tuples_are_read_from_the_schema() -> None:
@@ -242,6 +268,13 @@ def test_user_rules() -> None:
         "attributes: expected map of string to string")
 
 
+def test_new_v2_event_fields_are_optional_and_checked() -> None:
+    assert errors(event(referrer="newsletter", price=12.5)) == []
+    assert check("event", event(), now_ms=NOW)["price"] is None
+    assert only_error(event(price=-1.0)).startswith("price: must not be negative")
+    assert only_error(event(referrer=3)).startswith("referrer: expected null or string, got int 3")
+
+
 def test_recommendation_rules() -> None:
     rec = {"user_id": "u-1", "items": [{"item_id": "i-1", "score": 0.9}], "path": "head",
            "reason": None, "model_version": "v42"}
@@ -256,3 +289,25 @@ def test_recommendation_rules() -> None:
         "items[2]: expected {item_id: string, score: double}, got dict {'item_id': 'i-3'}",
     ]
 
+
+
+# --- docs/contracts.md ------------------------------------------------------------------------
+
+
+def test_docs_examples_are_complete_records_the_contract_accepts() -> None:
+    for kind in KINDS:
+        assert list(EXAMPLES[kind]) == [f["name"] for f in schema(kind)["fields"]], kind
+        assert validate(kind, EXAMPLES[kind], now_ms=NOW) == [], kind
+
+
+def test_every_field_has_its_rules_in_words() -> None:
+    assert set(rules("event")) == {f["name"] for f in schema("event")["fields"]}
+    assert "at most 128 characters" in rules("event")["session_id"][1]
+    assert any("seconds" in r and "nanoseconds" in r for r in rules("event")["timestamp"])
+    assert rules("event")["value"][-1] == "required when event_type is rating: 0 to 10"
+
+
+def test_committed_docs_are_up_to_date() -> None:
+    committed = (REPO / "docs" / "contracts.md").read_text(encoding="utf-8")
+    assert committed == render(), \
+        "docs/contracts.md is out of date: run `python -m contracts.docs > docs/contracts.md`"

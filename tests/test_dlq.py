@@ -211,3 +211,21 @@ def test_replay_only_the_kinds_asked_for_and_keeps_torn_lines(tmp_path: Path) ->
     dlq.replay(current_contract, lambda kind, records: None, kinds=["event"])
     assert day_file.read_bytes().endswith(b'{"source": "api", "kind": "ev')
     assert dlq.count("event") == 3
+
+
+def test_replay_never_drops_letters_appended_while_it_rewrites(tmp_path: Path) -> None:
+    dlq = seeded(tmp_path)  # 3 letters stay invalid
+    script = (
+        "import sys; from pathlib import Path; from contracts.dlq import DeadLetter, "
+        "DeadLetterQueue\n"
+        "q = DeadLetterQueue(Path(sys.argv[1]))\n"
+        "for i in range(100):\n"
+        f"    q.add([DeadLetter('api', 'event', '{{broken', 'r: rule', {AT}) for _ in range(3)])\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=REPO) for _ in range(2)]
+    replayed = 0
+    while any(p.poll() is None for p in procs):
+        replayed += dlq.replay(current_contract, lambda kind, records: None).replayed
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    assert replayed == 2
+    assert dlq.count() == 3 + 2 * 100 * 3

@@ -90,8 +90,7 @@ def test_replay_lands_exactly_the_records_that_pass_now(seeded: dict[str, Any]) 
     assert events_file in files_for(var / "landing", var / "lake", "events", "next-run")
     queue = DeadLetterQueue(var / "dlq")
     assert queue.count() == 4  # 8 before = 4 replayed + 4 still invalid
-    assert not any(json.loads(x.payload)["event_id"].startswith("late-")
-                   for x in queue.entries("event") if x.payload.startswith("{\""))
+    assert not any('"late-' in x.payload for x in queue)
     again = run("replay").output
     assert "replayed 0 letter(s), 4 still invalid" in again
     assert len(list((var / "landing" / "events").glob("replay-*"))) == 1  # nothing new to land
