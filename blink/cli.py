@@ -93,6 +93,38 @@ def ingest(path: Path, kind: str | None) -> None:
         console.print("see why with `blink dlq list`; fix and `blink dlq replay`")
 
 
+@cli.group("import")
+def import_() -> None:
+    """Map a real dataset into the event contract as landing files (see docs/importers.md)."""
+
+
+def _import(fn_name: str, path: Path) -> None:
+    from blink import importers
+
+    cfg = _cfg()
+    with console.status(f"importing {path}..."):
+        report = getattr(importers, fn_name)(path, cfg.var / "landing")
+    console.print(f"[green]{report.source}[/]: {report.rows_read:,} rows read -> {report.events:,} events, "
+                  f"{report.items:,} items, {report.users:,} users")
+    for reason, count in sorted(report.skipped.items(), key=lambda kv: -kv[1]):
+        console.print(f"  skipped {count:,}: {reason}")
+    console.print("next: `blink run-dag` (its date defaults to the hour after the newest event)")
+
+
+@import_.command("online-retail")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def import_online_retail(path: Path) -> None:
+    """UCI Online Retail (.parquet/.csv): invoices are sessions, customers are users."""
+    _import("import_online_retail", path)
+
+
+@import_.command("movielens")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def import_movielens(path: Path) -> None:
+    """MovieLens, CSV layout (ratings.csv, movies.csv) or '::' layout (ratings.dat, movies.dat)."""
+    _import("import_movielens", path)
+
+
 @cli.command("run-dag")
 @click.option("--date", "logical_date", default=None, help="logical date (ISO); default: after the newest event")
 def run_dag(logical_date: str | None) -> None:

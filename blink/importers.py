@@ -95,6 +95,7 @@ def import_online_retail(path: Path, landing: Path, tag: str = "online-retail") 
     # Minute-resolution times: the line's position in its invoice, as extra ms, keeps order.
     ts = _epoch_ms(rows["InvoiceDate"]) + line[keep].to_numpy()
     customer = rows["CustomerID"].round().astype("Int64").astype(str)
+    country = rows["Country"].astype(object).where(rows["Country"].notna(), None)
     events = pd.DataFrame({
         "event_id": "or-" + rows["InvoiceNo"] + "-" + rows.index.astype(str).to_numpy(),
         "user_id": ("c" + customer).where(rows["CustomerID"].notna(), None),
@@ -105,9 +106,7 @@ def import_online_retail(path: Path, landing: Path, tag: str = "online-retail") 
         "device": "unknown",
         "value": rows["Quantity"].astype(float),
         "context": [{"quantity": str(q)} if c is None else {"country": c, "quantity": str(q)}
-                    for c, q in zip(rows["Country"].astype(object).where(rows["Country"].notna(),
-                                                                         None),
-                                    rows["Quantity"], strict=True)],
+                    for c, q in zip(country, rows["Quantity"], strict=True)],
         "price": rows["UnitPrice"].astype(float),
     })
     by_item = events.groupby("item_id", sort=True)
@@ -120,9 +119,9 @@ def import_online_retail(path: Path, landing: Path, tag: str = "online-retail") 
     })
     items["title"] = items["item_id"].map(_most_common(events["item_id"], titles))
     known = events["user_id"].notna()
-    countries = _most_common(events.loc[known, "user_id"], rows.loc[known, "Country"])
-    users = pd.DataFrame({"user_id": countries.index, "signup_at": None,
-                          "country": countries.to_numpy()})
+    users = pd.DataFrame({"user_id": np.sort(events.loc[known, "user_id"].unique()),
+                          "signup_at": None})
+    users["country"] = users["user_id"].map(_most_common(events["user_id"], country))
     return _finish(str(path), len(df), skipped, events, items, users, landing, tag)
 
 

@@ -23,8 +23,6 @@ from typing import Any, Literal
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx
-
-from contracts.validation import MIN_TIMESTAMP_MS  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
 import pandas as pd  # noqa: E402
 from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
@@ -34,6 +32,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig  # noq
 
 from blink.errors import BlinkError  # noqa: E402
 from blink.features import USER_FEATURES  # noqa: E402
+from contracts.validation import MIN_TIMESTAMP_MS  # noqa: E402
 
 SuiteName = Literal["events", "items", "features", "recommendations"]
 # The contract's own floor (1990-01-01): MovieLens goes back to 1996. Seconds (~1.7e9) are far below.

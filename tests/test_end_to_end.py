@@ -282,3 +282,35 @@ def test_http_events_land_in_the_lake_exactly_once_even_if_ingest_is_killed(
     live = lake[lake["event_id"].str.startswith("live-")]["event_id"]
     assert sorted(live) == sorted([e["event_id"] for e in events] + ["live-single"])
     assert lake["event_id"].is_unique
+
+
+def test_a_corrupted_partition_fails_validation_and_nothing_is_published(
+        published: dict[str, Any], cfg: config.Config) -> None:
+    """Rows that bypassed the contract (written straight into the lake) are caught by GX."""
+    import pandas as pd
+
+    from jobs.entry import run_named
+    from jobs.quality import DataQualityError
+    from jobs.run import Run
+
+    manifest = json.loads((published["dir"] / "manifest.json").read_text())
+    run = Run(cfg, "corrupt-test", manifest["as_of_ms"] + 7_200_000)
+    part = cfg.var / "lake" / "events" / "date=2099-01-01" / "hour=0" / f"batch={run.interval_id}"
+    part.mkdir(parents=True)
+    rows = pd.DataFrame({"event_id": ["x1", "x1"], "user_id": ["u1", "u2"], "session_id": ["s", "s"],
+                         "item_id": ["i000001", "i000002"], "event_type": ["click", "clik"],
+                         "timestamp": [manifest["as_of_ms"], manifest["as_of_ms"] * 1_000_000],
+                         "device": ["mobile", "mobile"], "value": [float("nan")] * 2})
+    rows.to_parquet(part / "part-0.parquet")
+    try:
+        with pytest.raises(DataQualityError) as failure:
+            run_named("validate", cfg, run)
+        message = str(failure.value)
+        assert "event_type" in message and "event_id" in message and "timestamp" in message
+        assert published["store"].current_version() == published["version"]
+        docs = (cfg.var / "reports" / "data_docs" / "index.html").read_text()
+        assert run.interval_id[:8] in docs or "events" in docs
+    finally:
+        import shutil
+
+        shutil.rmtree(part.parent.parent)
