@@ -108,6 +108,13 @@ class EvalConfig(Section):
     max_users: int = Field(3000, ge=10)
 
 
+class SessionConfig(Section):
+    hidden: int = Field(64, ge=4, le=1024, description="GRU hidden size")
+    epochs: int = Field(4, ge=1)
+    ttl_s: int = Field(1800, ge=60, description="a session's state expires after this idle time")
+    blend: float = Field(0.6, ge=0, le=1, description="weight of the session vector for a known user")
+
+
 class QualityConfig(Section):
     window_hours: int = Field(24, ge=1, description="newest hours of events each run validates")
 
@@ -130,6 +137,7 @@ class Config(Section):
     serving: ServingConfig = ServingConfig()
     eval: EvalConfig = EvalConfig()
     quality: QualityConfig = QualityConfig()
+    session: SessionConfig = SessionConfig()
 
     @property
     def var(self) -> Path:

@@ -13,7 +13,8 @@ Validates the newest data, retrains the models and republishes recommendations.
 
 `ingest` (landing files -> contract check -> Parquet lake, rejects -> DLQ) ->
 `validate` (Great Expectations checkpoint, Data Docs in var/reports/) -> `features` ->
-`embeddings` (Spark ALS) -> `index` (ScaNN) -> `ranker` (XGBoost LTR) -> `evaluate`
+`embeddings` (Spark ALS) -> `index` (ScaNN) -> `session` (GRU next-item model, PyTorch) ->
+`ranker` (XGBoost LTR) -> `evaluate`
 (offline metrics + publish gate) -> `head` (top users) -> `precompute` (Spark, the serving
 pipeline) -> `publish` (versioned Redis keys, then one atomic pointer switch).
 
@@ -21,7 +22,7 @@ Every task is idempotent for its data interval. A failure anywhere leaves the pr
 published version serving.
 """
 
-TASK_NAMES = ["ingest", "validate", "features", "embeddings", "index", "ranker", "evaluate",
+TASK_NAMES = ["ingest", "validate", "features", "embeddings", "index", "session", "ranker", "evaluate",
               "head", "precompute", "publish"]
 
 

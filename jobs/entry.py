@@ -49,6 +49,12 @@ def _index(cfg: config.Config, run: Run) -> Any:
     return index.run(cfg, run)
 
 
+def _session(cfg: config.Config, run: Run) -> Any:
+    from jobs import session_model, spark
+
+    return session_model.run(spark.session(cfg), cfg, run)
+
+
 def _ranker(cfg: config.Config, run: Run) -> Any:
     from jobs import ranker, spark
 
@@ -82,7 +88,7 @@ def _publish(cfg: config.Config, run: Run) -> Any:
 
 TASKS: dict[str, Callable[[config.Config, Run], Any]] = {
     "ingest": _ingest, "validate": _validate, "features": _features, "embeddings": _embeddings,
-    "index": _index, "ranker": _ranker, "evaluate": _evaluate, "head": _head,
+    "index": _index, "session": _session, "ranker": _ranker, "evaluate": _evaluate, "head": _head,
     "precompute": _precompute, "publish": _publish,
 }
 

@@ -76,7 +76,9 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, int]:
     from blink.features import ITEM_FEATURES, USER_FEATURES
 
     lake = cfg.var / "lake"
-    events = spark.read.parquet(str(lake / "events")).drop("date", "hour", "batch").cache()
+    # Partition columns and the optional v2 event fields are not features (and `price` would clash
+    # with the item table's price in the join): the item table owns prices.
+    events = spark.read.parquet(str(lake / "events")).drop("date", "hour", "batch", "price", "referrer").cache()
     items = spark.read.parquet(str(lake / "items"))
     categories = sorted(r[0] for r in items.select("category").distinct().collect() if r[0] is not None)
     counts = {}

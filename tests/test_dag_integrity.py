@@ -10,7 +10,7 @@ def test_dagbag_has_no_import_errors_and_the_expected_chain() -> None:
     assert bag.import_errors == {}
     dag = bag.dags.get("recs_hourly")  # from the parsed files, not the metadata DB
     assert dag is not None
-    order = ["ingest", "validate", "features", "embeddings", "index", "ranker", "evaluate",
+    order = ["ingest", "validate", "features", "embeddings", "index", "session", "ranker", "evaluate",
              "head", "precompute", "publish"]
     assert [t.task_id for t in dag.topological_sort()] == order
     for upstream, downstream in zip(order, order[1:], strict=False):
