@@ -28,6 +28,12 @@ class BadRequest(BlinkError):
     status = 400
 
 
+class NotFound(BlinkError):
+    """The thing asked about does not exist (e.g. an item outside the model)."""
+
+    status = 404
+
+
 class Unauthorized(BlinkError):
     """A token is required (ingestion, admin) and was missing or wrong."""
 

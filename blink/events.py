@@ -9,8 +9,9 @@ event land once). Invalid events go to the dead-letter queue with their reason. 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from blink.keys import EVENTS, SEEN, Keys
 from contracts.dlq import DeadLetter, DeadLetterQueue
 from contracts.validation import validate
 
+log = logging.getLogger(__name__)
 SEEN_TTL_S = 7 * 24 * 3600  # duplicate window: a retry a week later is a new event
 # KEYS[1] = seen-marker, KEYS[2] = stream; ARGV[1] = ttl, ARGV[2] = event JSON
 _APPEND_ONCE = """
@@ -43,10 +45,12 @@ class BatchResult:
 
 
 class EventLog:
-    def __init__(self, client: redis.Redis, keys: Keys, dlq: DeadLetterQueue) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, dlq: DeadLetterQueue,
+                 on_accepted: Callable[[list[Mapping[str, Any]]], None] | None = None) -> None:
         self.r = client
         self.k = keys
         self.dlq = dlq
+        self.on_accepted = on_accepted  # e.g. the session updater: sees each new event exactly once
         self._append = client.register_script(_APPEND_ONCE)
 
     @property
@@ -76,9 +80,16 @@ class EventLog:
         for record in valid:
             self._append(keys=[self.k.global_(SEEN, str(record["event_id"])), self.stream],
                          args=[SEEN_TTL_S, json.dumps(record)], client=pipe)
-        for outcome in pipe.execute():
+        fresh = []
+        for record, outcome in zip(valid, pipe.execute(), strict=True):
             if outcome:
                 result.accepted += 1
+                fresh.append(record)
             else:
                 result.duplicates += 1
+        if fresh and self.on_accepted is not None:
+            try:
+                self.on_accepted(fresh)
+            except Exception:  # noqa: BLE001 - the events are safe in the stream; sessions are best effort
+                log.exception("session update failed")
         return result

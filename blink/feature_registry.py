@@ -119,8 +119,9 @@ def _cross() -> list[Feature]:
         x("x_abs_log_price_ratio", "|log(item price / user's mean price)|: distance from the usual price"),
         x("x_price_vs_max", "item price / the highest price the user touched"),
         x("x_price_vs_purchase", "item price / user's mean purchase price (NaN: never bought)"),
-        x("x_popularity_rank", "rank of the item's i_events_7d among the candidates (0 = most popular)"),
-        x("x_popularity_rank_1d", "rank of the item's i_events_1d among the candidates (0 = most popular)"),
+        x("x_popularity_rank", "rank of the item's i_events_7d among the candidates / their number "
+                               "(0 = most popular; a fraction, so 200 or 500 candidates read alike)"),
+        x("x_popularity_rank_1d", "the same for i_events_1d"),
     ]
 
 

@@ -30,6 +30,7 @@ from blink.feature_registry import (
     NAMES,
     RANKING_FEATURES,
     SESSION,
+    TRENDS,
     USER_CONTEXT,
     USER_FEATURES,
     USER_INDEX,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTEXT", "CROSS", "DAY_MS", "DAY_PARTS", "DEVICES", "EVENT_TYPES", "HOUR_MS", "ITEM_FEATURES",
-    "ITEM_INDEX", "NAMES", "RANKING_FEATURES", "SESSION", "USER_CONTEXT", "USER_FEATURES", "USER_INDEX",
+    "ITEM_INDEX", "NAMES", "RANKING_FEATURES", "SESSION", "TRENDS", "USER_CONTEXT", "USER_FEATURES", "USER_INDEX",
     "WINDOWS", "WINDOWS_DAYS", "Context", "Feature", "context_row", "day_part", "feature_matrix", "markdown",
 ]
 
@@ -135,16 +136,16 @@ def _cross(model: Model, user_pos: int | None, user: np.ndarray, items: np.ndarr
             _rank_descending(items[:, ITEM_INDEX["i_events_7d"]]),
             _rank_descending(items[:, ITEM_INDEX["i_events_1d"]]),
         ]
-    out = np.column_stack(columns).astype(np.float32) if n else np.empty((0, len(CROSS)), np.float32)
+    out = np.column_stack(columns).astype(np.float32)
     out[~np.isfinite(out)] = np.nan
     return out
 
 
 def _rank_descending(values: np.ndarray) -> np.ndarray:
-    """0 for the largest value; ties keep candidate (retrieval) order; NaN ranks last."""
+    """Rank / count: 0 for the largest value; ties keep candidate (retrieval) order; NaN last."""
     order = np.argsort(-values, kind="stable")
     ranks = np.empty(len(values), np.float32)
-    ranks[order] = np.arange(len(values), dtype=np.float32)
+    ranks[order] = np.arange(len(values), dtype=np.float32) / max(len(values), 1)
     return ranks
 
 

@@ -13,6 +13,9 @@ HEAD = "head"  # per user: precomputed list (JSON)
 TRENDING = "trending"  # per version: fallback list (JSON)
 META = "meta"  # per version: manifest summary (JSON)
 EVENTS = "events"  # stream: accepted live events, drained into the lake by ingest
+SIMILAR = "similar"  # per version and item: precomputed similar items (JSON)
+SESSION = "session"  # per session id: GRU state hash (TTL = session idle time)
+USER_SESSION = "user_session"  # per user id: their live session id (TTL = session idle time)
 SEEN = "seen"  # per event id: marker that makes appends exactly-once (with a TTL)
 
 

@@ -24,6 +24,8 @@ import pandas as pd
 
 from blink.features import ITEM_FEATURES, USER_FEATURES
 from blink.retrieval import Retriever
+from blink.session import WEIGHTS as SESSION_WEIGHTS
+from blink.session import SessionEncoder
 
 EMBEDDINGS = "embeddings.npz"
 RANKER = "ranker.ubj"
@@ -32,6 +34,14 @@ MANIFEST = "manifest.json"
 
 def features_dir(directory: Path, as_of: str) -> Path:
     return directory / "features" / as_of
+
+
+def per_category(column: pd.Series, n_categories: int) -> np.ndarray:
+    """A per-user array column aligned with ``categories``, plus one NaN column for unknown ones."""
+    out = np.full((len(column), n_categories + 1), np.nan, np.float32)
+    if len(column) and n_categories:
+        out[:, :n_categories] = np.stack([np.asarray(v, np.float64) for v in column]).astype(np.float32)
+    return out
 
 
 @dataclass
@@ -53,6 +63,10 @@ class Model:
     trending: list[tuple[str, float]]
     retriever: Retriever | None = None
     booster: object | None = None
+    # Hours since each user last touched each category (NaN: never), laid out like
+    # user_category_share; None for a model built without it (features then NaN).
+    user_category_hours: np.ndarray | None = None
+    session: SessionEncoder | None = None  # the session GRU, when the version has one
     item_index: dict[str, int] = field(default_factory=dict)
     user_index: dict[str, int] = field(default_factory=dict)
 
@@ -80,9 +94,8 @@ class Model:
         als_users = {u: j for j, u in enumerate(emb["user_ids"].astype(str))}
         user_ids = list(users["user_id"])
         user_features = users[[f.name for f in USER_FEATURES]].to_numpy(np.float32, na_value=np.nan)
-        share = np.full((len(users), len(categories) + 1), np.nan, np.float32)
-        if len(users):
-            share[:, : len(categories)] = np.stack(users["category_share"].to_numpy()).astype(np.float32)
+        share = per_category(users["category_share"], len(categories))
+        hours = per_category(users["category_hours"], len(categories))
         history = [np.array([item_index[i] for i in h if i in item_index], np.int64)
                    for h in users["history"]]
         user_vectors = np.full((len(users), item_vectors.shape[1]), np.nan, np.float32)
@@ -104,7 +117,12 @@ class Model:
             version=directory.name, as_of_ms=int(meta["as_of_ms"]), item_ids=item_ids,
             item_vectors=item_vectors, item_features=item_features, item_category=item_category,
             categories=categories, user_ids=user_ids, user_vectors=user_vectors,
-            user_features=user_features, user_category_share=share, history=history,
+            user_features=user_features, user_category_share=share, user_category_hours=hours, history=history,
             trending=[(str(i), float(s)) for i, s in meta["trending"]],
             retriever=Retriever.load(directory) if retriever else None, booster=booster,
+            session=SessionEncoder.load(directory) if (directory / SESSION_WEIGHTS).exists() else None,
         )
+
+    def item_vector(self, item_id: str) -> np.ndarray | None:
+        pos = self.item_index.get(item_id)
+        return None if pos is None else self.item_vectors[pos]

@@ -38,13 +38,18 @@ class Pipeline:
             return None
         return pos
 
-    def retrieve(self, user_pos: int, exclude: Iterable[int] = ()) -> Candidates:
-        """ScaNN top-N for the user's vector, minus what the user already consumed."""
+    def retrieve(self, user_pos: int | None, exclude: Iterable[int] = (),
+                 query: np.ndarray | None = None) -> Candidates:
+        """ScaNN top-N for the query (default: the user's vector), minus what was consumed."""
         assert self.model.retriever is not None, "model loaded without a retriever"
-        seen = np.union1d(self.model.history[user_pos], np.fromiter(exclude, np.int64))
+        history = self.model.history[user_pos] if user_pos is not None else np.empty(0, np.int64)
+        seen = np.union1d(history, np.fromiter(exclude, np.int64))
+        if query is None:
+            assert user_pos is not None, "retrieval needs a user or a query vector"
+            query = self.model.user_vectors[user_pos]
         # Ask for enough extra neighbours that filtering consumed items still leaves N.
         want = self.candidates + min(len(seen), self.candidates)
-        pos, scores = self.model.retriever.search(self.model.user_vectors[user_pos], want)
+        pos, scores = self.model.retriever.search(query, want)
         keep = ~np.isin(pos, seen)
         return Candidates(pos[keep][: self.candidates], scores[keep][: self.candidates])
 
@@ -56,18 +61,25 @@ class Pipeline:
         return np.asarray(self.model.booster.inplace_predict(x), dtype=np.float32)  # type: ignore[attr-defined]
 
     def recommend(self, user_id: str, k: int, ctx: Context, exclude: Iterable[str] = (),
-                  rank: bool = True, after_stage: Callable[[str], None] | None = None) -> Scored | None:
-        """Top-k (item_id, score), best first; None when the user cannot be personalised.
+                  rank: bool = True, after_stage: Callable[[str], None] | None = None,
+                  session: np.ndarray | None = None, blend: float = 0.0) -> Scored | None:
+        """Top-k (item_id, score), best first; None when there is nothing to personalise from.
 
-        ``after_stage`` is called with the stage name after retrieval and after ranking; serving
-        uses it to time stages and to stop at its deadline (by raising).
+        ``session`` is the session's query vector: alone for a new or anonymous user, blended
+        with weight ``blend`` into a known user's long-term vector otherwise. ``after_stage`` is
+        called after retrieval and after ranking; serving uses it to time stages and to stop
+        at its deadline (by raising).
         """
         user_pos = self.user_position(user_id)
-        if user_pos is None:
+        if user_pos is None and session is None:
             return None
+        query = None
+        if session is not None:
+            query = session if user_pos is None else (
+                (1 - blend) * self.model.user_vectors[user_pos] + blend * session)
         after = after_stage or (lambda stage: None)
         extra = [self.model.item_index[i] for i in exclude if i in self.model.item_index]
-        cands = self.retrieve(user_pos, extra)
+        cands = self.retrieve(user_pos, extra, query)
         after("retrieval")
         scores = self.rank(user_pos, cands, ctx) if rank else cands.scores
         after("ranking")
@@ -76,6 +88,15 @@ class Pipeline:
         order = np.argsort(-scores, kind="stable")[:k]
         ids = self.model.item_ids
         return [(str(ids[cands.positions[j]]), float(scores[j])) for j in order]
+
+    def similar(self, item_id: str, k: int) -> Scored | None:
+        """Nearest items to an item in the shared vector space (itself excluded)."""
+        pos = self.model.item_index.get(item_id)
+        if pos is None:
+            return None
+        assert self.model.retriever is not None
+        found, scores = self.model.retriever.search(self.model.item_vectors[pos], k + 1)
+        return [(str(self.model.item_ids[j]), float(s)) for j, s in zip(found, scores, strict=True) if j != pos][:k]
 
     def trending(self, k: int, exclude: Iterable[str] = ()) -> Scored:
         skip = set(exclude)

@@ -18,10 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 import redis
 
-from blink.keys import Keys
+from blink.keys import SESSION, USER_SESSION, Keys
 
-SESSION = "session"
-USER_SESSION = "user_session"
 MAX_ITEMS = 100
 
 
@@ -87,7 +85,8 @@ class RedisSessions:
         raw = self.r.get(self.k.global_(USER_SESSION, user_id))
         return raw.decode() if raw else None  # type: ignore[union-attr]
 
-    def update(self, session_id: str, events: list[Mapping[str, Any]], encoder: Encoder, item_vector: Any) -> SessionState:
+    def update(self, session_id: str, events: list[Mapping[str, Any]], encoder: Encoder,
+               item_vector: Any) -> SessionState:
         """Read-step-write under WATCH, so concurrent updates of one session never lose a step."""
         key = self.k.global_(SESSION, session_id)
 
@@ -115,9 +114,28 @@ class MemorySessions:
     def pointer(self, user_id: str) -> str | None:
         return self.pointers.get(user_id)
 
-    def update(self, session_id: str, events: list[Mapping[str, Any]], encoder: Encoder, item_vector: Any) -> SessionState:
+    def update(self, session_id: str, events: list[Mapping[str, Any]], encoder: Encoder,
+               item_vector: Any) -> SessionState:
         state = advance(self.states.get(session_id), events, encoder, item_vector)
         self.states[session_id] = state
         if state.user_id:
             self.pointers[state.user_id] = session_id
         return state
+
+
+class SessionUpdater:
+    """Called with each batch of newly accepted events: one GRU step per event, per session."""
+
+    def __init__(self, sessions: RedisSessions | MemorySessions, model: Any) -> None:
+        self.sessions = sessions
+        self.model = model  # a callable returning the current Model (it may be hot-swapped)
+
+    def __call__(self, events: list[Mapping[str, Any]]) -> None:
+        model = self.model()
+        if model is None or model.session is None:
+            return
+        by_session: dict[str, list[Mapping[str, Any]]] = {}
+        for event in sorted(events, key=lambda e: int(e.get("timestamp") or 0)):
+            by_session.setdefault(str(event["session_id"]), []).append(event)
+        for session_id, batch in by_session.items():
+            self.sessions.update(session_id, batch, model.session, model.item_vector)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import redis
 
-from blink.keys import CURRENT_VERSION, HEAD, META, TRENDING, VERSIONS, Keys
+from blink.keys import CURRENT_VERSION, HEAD, META, SIMILAR, TRENDING, USER_SESSION, VERSIONS, Keys
 
 Scored = list[tuple[str, float]]
 
@@ -31,11 +31,13 @@ def decode(raw: str | bytes) -> Scored:
 class RecStore(Protocol):
     def current_version(self) -> str | None: ...
     def head_list(self, version: str, user_id: str) -> Scored | None: ...
+    def head_and_session(self, version: str, user_id: str) -> tuple[Scored | None, str | None]: ...
+    def similar(self, version: str, item_id: str) -> Scored | None: ...
     def trending(self, version: str) -> Scored | None: ...
     def meta(self, version: str) -> dict[str, Any] | None: ...
     def versions(self) -> list[str]: ...
     def publish(self, version: str, heads: Iterable[tuple[str, Scored]], trending: Scored,
-                meta: dict[str, Any], keep: int = 3) -> int: ...
+                meta: dict[str, Any], keep: int = 3, similar: Iterable[tuple[str, Scored]] = ()) -> int: ...
     def ping(self) -> bool: ...
 
 
@@ -54,6 +56,16 @@ class RedisStore:
         raw = self.r.get(self.k.versioned(version, HEAD, user_id))
         return decode(raw) if raw is not None else None  # type: ignore[arg-type]
 
+    def head_and_session(self, version: str, user_id: str) -> tuple[Scored | None, str | None]:
+        """The head list and the user's live session id, in one round trip (MGET)."""
+        head, pointer = self.r.mget([self.k.versioned(version, HEAD, user_id),
+                                     self.k.global_(USER_SESSION, user_id)])  # type: ignore[misc]
+        return (decode(head) if head is not None else None), (pointer.decode() if pointer else None)
+
+    def similar(self, version: str, item_id: str) -> Scored | None:
+        raw = self.r.get(self.k.versioned(version, SIMILAR, item_id))
+        return decode(raw) if raw is not None else None  # type: ignore[arg-type]
+
     def trending(self, version: str) -> Scored | None:
         raw = self.r.get(self.k.versioned(version, TRENDING))
         return decode(raw) if raw is not None else None  # type: ignore[arg-type]
@@ -66,13 +78,14 @@ class RedisStore:
         return [v.decode() for v in self.r.zrange(self.k.global_(VERSIONS), 0, -1)]  # type: ignore[union-attr]
 
     def publish(self, version: str, heads: Iterable[tuple[str, Scored]], trending: Scored,
-                meta: dict[str, Any], keep: int = 3) -> int:
+                meta: dict[str, Any], keep: int = 3, similar: Iterable[tuple[str, Scored]] = ()) -> int:
         written = 0
         pipe = self.r.pipeline(transaction=False)
-        for user_id, items in heads:
-            pipe.set(self.k.versioned(version, HEAD, user_id), encode(items, version))
-            written += 1
-            if written % 5000 == 0:
+        rows = [(HEAD, u, items) for u, items in heads] + [(SIMILAR, i, items) for i, items in similar]
+        for name, ident, items in rows:
+            pipe.set(self.k.versioned(version, name, ident), encode(items, version))
+            written += name == HEAD
+            if len(pipe) >= 5000:
                 pipe.execute()
         pipe.set(self.k.versioned(version, TRENDING), encode(trending, version))
         pipe.set(self.k.versioned(version, META), json.dumps(meta))
@@ -110,16 +123,23 @@ class RedisStore:
 class MemoryStore:
     """In-process backend: tests, and a single-process deployment without Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, pointers: dict[str, str] | None = None) -> None:
         self.data: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
         self.current: str | None = None
+        self.pointers = pointers if pointers is not None else {}  # shared with MemorySessions
 
     def current_version(self) -> str | None:
         return self.current
 
     def head_list(self, version: str, user_id: str) -> Scored | None:
         return self.data.get(version, {}).get("heads", {}).get(user_id)
+
+    def head_and_session(self, version: str, user_id: str) -> tuple[Scored | None, str | None]:
+        return self.head_list(version, user_id), self.pointers.get(user_id)
+
+    def similar(self, version: str, item_id: str) -> Scored | None:
+        return self.data.get(version, {}).get("similar", {}).get(item_id)
 
     def trending(self, version: str) -> Scored | None:
         return self.data.get(version, {}).get("trending")
@@ -131,9 +151,13 @@ class MemoryStore:
         return list(self.order)
 
     def publish(self, version: str, heads: Iterable[tuple[str, Scored]], trending: Scored,
-                meta: dict[str, Any], keep: int = 3) -> int:
-        rows = {u: [(str(i), float(s)) for i, s in items] for u, items in heads}
-        self.data[version] = {"heads": rows, "trending": [(str(i), float(s)) for i, s in trending], "meta": meta}
+                meta: dict[str, Any], keep: int = 3, similar: Iterable[tuple[str, Scored]] = ()) -> int:
+        def clean(items: Scored) -> Scored:
+            return [(str(i), float(s)) for i, s in items]
+
+        rows = {u: clean(items) for u, items in heads}
+        self.data[version] = {"heads": rows, "trending": clean(trending), "meta": meta,
+                              "similar": {i: clean(items) for i, items in similar}}
         self.order = [v for v in self.order if v != version] + [version]
         self.current = version
         for old in self.order[:-keep]:

@@ -5,6 +5,9 @@ the eval cut-off), retrieval only (ScaNN order) and the two-stage pipeline. User
 bucketed by activity: head (top fraction by events), tail, and new (unknown at the
 cut-off; every system can only give them popularity). The gate refuses to publish a model
 whose two-stage NDCG falls below the published one's by more than eval.tolerance.
+The SPEC's quality targets (two-stage vs retrieval NDCG gain, vs popularity recall ratio) are
+computed and reported, not gated; the HTML/PNG/JSON report is written before the gate decides,
+so a blocked model has its report too.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from jobs.spark import cached_model, map_partitions
 log = logging.getLogger(__name__)
 SYSTEMS = ("popularity", "retrieval", "two_stage")
 EVAL_FILE = "eval.json"
+NDCG_GAIN_TARGET = 0.05  # two-stage over retrieval only: relative NDCG@k gain (SPEC)
+RECALL_RATIO_TARGET = 2.0  # two-stage over popularity: recall@k ratio (SPEC)
 
 
 class GateFailed(BlinkError):
@@ -99,12 +104,54 @@ def run(spark: Any, cfg: Config, interval: Run, published_dir: Path | None) -> d
     fn = partial(score_users, directory, interval.as_of("eval"), k, cfg.retrieval.candidates)
     rows = map_partitions(spark, rows_in, fn)
     table = summarise(rows, len(model.item_ids), cfg.head.user_fraction, k)
-    report = {"version": interval.version, "k": k, "table": table, "gate": gate(cfg, table, published_dir)}
+    report: dict[str, Any] = {"version": interval.version, "k": k, "table": table, "targets": targets(table, k),
+              "gate": gate(cfg, table, published_dir)}
     (interval.artifact_dir / EVAL_FILE).write_text(json.dumps(report, indent=1))
     log.info("evaluate: %s", json.dumps(report["table"].get("all")))
+    log.info("evaluate targets: %s", describe_targets(report["targets"]))
+    from jobs.report import write_report  # matplotlib: only where the report is drawn
+
+    report["report"] = str(write_report(interval.artifact_dir, cfg.var / "reports" / "eval"))
     if not report["gate"]["passed"]:
         raise GateFailed(report["gate"]["reason"])
     return report
+
+
+def targets(table: dict[str, Any], k: int) -> dict[str, Any]:
+    """The SPEC's quality targets, per bucket; ``met`` is the headline on all users.
+
+    ``ndcg_gain``: two-stage NDCG@k over retrieval only, relative (target >= 5 %);
+    ``recall_ratio``: two-stage recall@k over popularity (target >= 2x). None when the
+    baseline is 0 (the two-stage system then meets it if it found anything at all).
+    """
+    ndcg, recall = f"ndcg@{k}", f"recall@{k}"
+    by_bucket: dict[str, Any] = {}
+    for bucket, row in table.items():
+        two, ret, pop = row["two_stage"], row["retrieval"], row["popularity"]
+        gain = two[ndcg] / ret[ndcg] - 1 if ret[ndcg] > 0 else None
+        ratio = two[recall] / pop[recall] if pop[recall] > 0 else None
+        by_bucket[bucket] = {
+            "ndcg_gain": gain, "ndcg_gain_met": two[ndcg] > 0 if gain is None else gain >= NDCG_GAIN_TARGET,
+            "recall_ratio": ratio,
+            "recall_ratio_met": two[recall] > 0 if ratio is None else ratio >= RECALL_RATIO_TARGET,
+        }
+    headline = by_bucket.get("all", {})
+    return {"ndcg_metric": ndcg, "recall_metric": recall, "ndcg_gain_target": NDCG_GAIN_TARGET,
+            "recall_ratio_target": RECALL_RATIO_TARGET, "by_bucket": by_bucket,
+            "met": bool(headline.get("ndcg_gain_met") and headline.get("recall_ratio_met"))}
+
+
+def describe_targets(t: dict[str, Any]) -> str:
+    """One line for logs and the CLI: the headline (all users) target checks."""
+    row = t["by_bucket"].get("all", {})
+    gain, ratio = row.get("ndcg_gain"), row.get("recall_ratio")
+    gain_s = "n/a" if gain is None else f"{gain:+.1%}"
+    ratio_s = "n/a" if ratio is None else f"{ratio:.2f}x"
+    gain_ok = "met" if row.get("ndcg_gain_met") else "MISSED"
+    ratio_ok = "met" if row.get("recall_ratio_met") else "MISSED"
+    return (f"two-stage vs retrieval {t['ndcg_metric']} {gain_s} (target >= {t['ndcg_gain_target']:.0%}: {gain_ok}); "
+            f"two-stage vs popularity {t['recall_metric']} {ratio_s} "
+            f"(target >= {t['recall_ratio_target']:g}x: {ratio_ok})")
 
 
 def gate(cfg: Config, table: dict[str, Any], published_dir: Path | None) -> dict[str, Any]:

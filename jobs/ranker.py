@@ -3,7 +3,8 @@
 Training rows are built with the serving code (blink.pipeline + blink.features) over the
 state as of the ``train`` cut-off, spread over Spark partitions; labels are the graded
 interactions in [train, eval). Groups are users; users with no positive are dropped
-(they teach a ranking objective nothing).
+(they teach a ranking objective nothing). Each group is ranked for the request the user
+actually made next: the time and device of their first event after the cut-off.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import zlib
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -27,38 +29,59 @@ from jobs.spark import cached_model, map_partitions
 log = logging.getLogger(__name__)
 
 
-def training_rows(directory: str, as_of_ms: int, n_candidates: int,
-                  rows: Iterator[tuple[str, dict[str, int]]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+# (user, {item: grade}, request time, request device): one training request.
+Request = tuple[str, dict[str, int], int, str | None]
+
+
+def training_rows(directory: str, n_candidates: int,
+                  rows: Iterator[Request]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(features, grades) per user: one ranking group. Runs inside Spark workers."""
     from blink.features import feature_matrix
     from blink.pipeline import Pipeline
 
     model = cached_model(directory, "train", False)
     pipe = Pipeline(model, n_candidates)
-    for user_id, truth in rows:
+    for user_id, truth, now_ms, device in rows:
         pos = pipe.user_position(user_id)
         if pos is None:
             continue
         cands = pipe.retrieve(pos)
         ids = model.item_ids[cands.positions]
         y = np.array([truth.get(str(i), 0) for i in ids], np.float32)
-        if y.max() == 0:
+        if y.max(initial=0) == 0:
             continue
-        x = feature_matrix(model, pos, cands.positions, cands.scores, Context(now_ms=as_of_ms))
+        x = feature_matrix(model, pos, cands.positions, cands.scores, Context(now_ms=now_ms, device=device))
         yield x, y
+
+
+def next_requests(spark: Any, lake_events: str, start_ms: int, end_ms: int) -> dict[str, tuple[int, str | None]]:
+    """user -> (time, device) of their first event in [start_ms, end_ms).
+
+    Precompute and evaluation rank without a device, so half the users (a fixed hash of the
+    id) are trained without theirs: the ranker must know both cases.
+    """
+    from pyspark.sql import functions as F
+
+    rows = (spark.read.parquet(lake_events)
+            .where((F.col("timestamp") >= start_ms) & (F.col("timestamp") < end_ms) & F.col("user_id").isNotNull())
+            .groupBy("user_id").agg(F.min("timestamp").alias("t"), F.min_by("device", "timestamp").alias("device"))
+            .collect())
+    return {r["user_id"]: (int(r["t"]), r["device"] if zlib.crc32(r["user_id"].encode()) % 2 else None)
+            for r in rows}
 
 
 def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
     import xgboost as xgb
 
     directory = str(interval.artifact_dir)
-    truth = labels.window(spark, str(cfg.var / "lake" / "events"), interval.as_of("train"),
-                          interval.as_of("eval"))
+    lake, start, end = str(cfg.var / "lake" / "events"), interval.as_of("train"), interval.as_of("eval")
+    truth = labels.window(spark, lake, start, end)
+    request = next_requests(spark, lake, start, end)
     users = sorted(truth)
     random.Random(13).shuffle(users)
     users = users[: cfg.ranker.max_train_users]
-    fn = partial(training_rows, directory, interval.as_of("train"), cfg.ranker.train_candidates)
-    groups = map_partitions(spark, [(u, truth[u]) for u in users], fn)
+    fn = partial(training_rows, directory, cfg.ranker.train_candidates)
+    groups = map_partitions(spark, [(u, truth[u], *request[u]) for u in users], fn)
     if len(groups) < 10:
         raise ValueError(f"only {len(groups)} users have a positive among their candidates; "
                          "need more history or a larger split.label_hours")

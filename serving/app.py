@@ -15,6 +15,7 @@ from blink.config import Config
 from blink.errors import BadRequest, BlinkError, NotReady, Unauthorized
 from blink.events import EventLog
 from blink.keys import Keys
+from blink.session_store import RedisSessions, SessionUpdater
 from blink.store import RecStore, RedisStore
 from contracts.dlq import DeadLetterQueue
 from serving.registry import Registry
@@ -25,13 +26,20 @@ api = Blueprint("api", __name__)
 
 
 def create_app(cfg: Config | None = None, store: RecStore | None = None, start_reload: bool = True) -> Flask:
+    """The serving app. With no ``store`` it uses Redis (Blink's own or ``REDIS_URL``) for the
+    recommendation store, the session state and the event stream; a given store (tests, a
+    Redis-less single process) serves recommendations without the live-event features."""
     cfg = cfg or config_mod.load()
-    events = None
+    events, sessions = None, None
     if store is None:
         client = redis_server.client(cfg)
-        store = RedisStore(client, Keys(cfg.redis.key_prefix))
-        events = EventLog(client, Keys(cfg.redis.key_prefix), DeadLetterQueue(cfg.var / "dlq"))
+        keys = Keys(cfg.redis.key_prefix)
+        store = RedisStore(client, keys)
+        sessions = RedisSessions(client, keys, cfg.session.ttl_s)
     registry = Registry(store, cfg.var / "artifacts", cfg.retrieval.candidates)
+    if sessions is not None:
+        updater = SessionUpdater(sessions, lambda: registry.pipeline.model if registry.pipeline else None)
+        events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.var / "dlq"), on_accepted=updater)
     if start_reload:
         registry.start(cfg.serving.reload_seconds)
     else:
@@ -39,7 +47,8 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     app = Flask("blink")
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # bounded request bodies
     app.extensions["blink"] = {"cfg": cfg, "store": store, "registry": registry, "events": events,
-                               "router": Router(cfg.serving, store, registry)}
+                               "router": Router(cfg.serving, store, registry, sessions=sessions,
+                                                blend=cfg.session.blend)}
     app.register_blueprint(api)
     app.register_error_handler(BlinkError, _blink_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -60,13 +69,23 @@ def _http_error(exc: HTTPException) -> Any:
 
 @api.get("/v1/recommendations/<path:user_id>")
 def recommendations(user_id: str) -> Any:
-    raw_k = request.args.get("k")
-    try:
-        k = int(raw_k) if raw_k is not None else None
-    except ValueError:
-        raise BadRequest(f"k must be an integer; got {raw_k!r}") from None
-    answer = _ext("router").recommend(user_id, k=k, device=request.args.get("device"))
+    k = _int_arg("k")
+    answer = _ext("router").recommend(user_id, k=k, device=request.args.get("device"),
+                                      session_id=request.args.get("session_id"))
     return jsonify(answer.to_dict())
+
+
+@api.get("/v1/items/<path:item_id>/similar")
+def similar(item_id: str) -> Any:
+    return jsonify(_ext("router").similar(item_id, k=_int_arg("k")))
+
+
+def _int_arg(name: str) -> int | None:
+    raw = request.args.get(name)
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer; got {raw!r}") from None
 
 
 @api.post("/v1/events")

@@ -1,8 +1,11 @@
 """The router: picks the path for each request and always returns an answer.
 
-head     -- a precomputed list for this model version exists: one Redis read.
-tail     -- a known user without one: ScaNN retrieval + XGBoost ranking, under a deadline
-            and a circuit breaker.
+head     -- a precomputed list for this model version exists and the user has no live
+            session: one Redis read (MGET of the list and the user's session pointer).
+session  -- the user (known, new or anonymous) has a live session: its GRU vector, blended
+            into a known user's long-term vector, drives retrieval + ranking.
+tail     -- a known user without a head list: ScaNN retrieval + XGBoost ranking, under a
+            deadline and a circuit breaker.
 fallback -- nothing personal is possible, the model path failed or ran late, or the
             breaker is open: trending items (held in process, so no store is needed).
 Items the user already consumed are filtered on every path.
@@ -17,9 +20,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from blink.config import ServingConfig
-from blink.errors import BadRequest
+from blink.errors import BadRequest, NotFound, NotReady
 from blink.features import DEVICES, Context
 from blink.pipeline import Scored
+from blink.session_store import SessionState
 from blink.store import RecStore
 from serving.breaker import Deadline, ModelBreaker
 from serving.registry import Registry
@@ -44,11 +48,13 @@ class Answer:
 
 class Router:
     def __init__(self, cfg: ServingConfig, store: RecStore, registry: Registry,
-                 breaker: ModelBreaker | None = None) -> None:
+                 breaker: ModelBreaker | None = None, sessions: Any = None, blend: float = 0.6) -> None:
         self.cfg = cfg
         self.store = store
         self.registry = registry
         self.breaker = breaker or ModelBreaker()
+        self.sessions = sessions  # RedisSessions / MemorySessions, or None: no session path
+        self.blend = blend
 
     def check_id(self, value: str, what: str = "user_id") -> str:
         if not value or len(value) > self.cfg.max_id_length or _CONTROL.search(value) or value != value.strip():
@@ -63,17 +69,19 @@ class Router:
         return k
 
     def recommend(self, user_id: str, k: int | None = None, device: str | None = None,
-                  now_ms: int | None = None) -> Answer:
+                  now_ms: int | None = None, session_id: str | None = None) -> Answer:
         started = time.perf_counter()
         self.check_id(user_id)
+        if session_id is not None:
+            self.check_id(session_id, "session_id")
         k = self.check_k(k)
         if device is not None and device not in (*DEVICES, "unknown"):
             raise BadRequest(f"device must be one of {', '.join((*DEVICES, 'unknown'))}; got {device!r}")
-        answer = self._route(user_id, k, Context(now_ms or int(time.time() * 1000), device))
+        answer = self._route(user_id, k, Context(now_ms or int(time.time() * 1000), device), session_id)
         answer.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         return answer
 
-    def _route(self, user_id: str, k: int, ctx: Context) -> Answer:
+    def _route(self, user_id: str, k: int, ctx: Context, session_id: str | None) -> Answer:
         pipe = self.registry.pipeline
         if pipe is None:
             return Answer(user_id, [], "fallback", None, reason="no model version published yet")
@@ -81,29 +89,62 @@ class Router:
         stages: dict[str, float] = {}
         t = time.perf_counter()
         try:
-            cached = self.store.head_list(version, user_id)
+            cached, pointer = self.store.head_and_session(version, user_id)
         except Exception as exc:  # noqa: BLE001 - a store outage degrades to the model path
             log.warning("store read failed: %s", exc)
-            cached = None
+            cached, pointer = None, None
+        state = self._session(session_id or pointer)
         stages["store_read"] = _ms(t)
-        if cached is not None:
-            return Answer(user_id, _items(cached[:k]), "head", version, stages_ms=stages)
-        if pipe.user_position(user_id) is None:
-            return self._fallback(user_id, k, version, "no history for this user", stages)
+        consumed = state.items if state else []
+        encoder = pipe.model.session
+        live = state is not None and encoder is not None and state.n > 0 and state.version == encoder.version
+        if cached is not None and not live:
+            items = [(i, s) for i, s in cached if i not in set(consumed)][:k]
+            return Answer(user_id, _items(items), "head", version, stages_ms=stages)
+        if not live and pipe.user_position(user_id) is None:
+            return self._fallback(user_id, k, version, "no history for this user", stages, consumed)
+        session_vec = encoder.vector(state.h) if live else None  # type: ignore[union-attr]
         clock = StageClock(Deadline(self.cfg.deadline_ms), stages)
         try:
-            items = self.breaker.call(lambda: pipe.recommend(user_id, k, ctx, after_stage=clock))
+            items = self.breaker.call(lambda: pipe.recommend(
+                user_id, k, ctx, exclude=consumed, after_stage=clock, session=session_vec, blend=self.blend))
         except Exception as exc:  # noqa: BLE001 - any model-path failure becomes the fallback
             reason = "circuit open" if self.breaker.is_open(exc) else f"model path failed: {exc}"
-            return self._fallback(user_id, k, version, reason, stages)
-        return Answer(user_id, _items(items or []), "tail", version, stages_ms=stages)
+            return self._fallback(user_id, k, version, reason, stages, consumed)
+        return Answer(user_id, _items(items or []), "session" if live else "tail", version, stages_ms=stages)
+
+    def _session(self, session_id: str | None) -> SessionState | None:
+        if not session_id or self.sessions is None:
+            return None
+        try:
+            return self.sessions.get(session_id)  # type: ignore[no-any-return]
+        except Exception as exc:  # noqa: BLE001 - no session state is a degraded answer, not an error
+            log.warning("session read failed: %s", exc)
+            return None
+
+    def similar(self, item_id: str, k: int | None = None) -> dict[str, Any]:
+        """Similar items: precomputed for head items, computed in real time for the rest."""
+        self.check_id(item_id, "item_id")
+        k = self.check_k(k)
+        pipe = self.registry.pipeline
+        if pipe is None:
+            raise NotReady("no model version published yet")
+        try:
+            cached = self.store.similar(pipe.model.version, item_id)
+        except Exception:  # noqa: BLE001 - compute it instead
+            cached = None
+        path, items = ("precomputed", cached[:k]) if cached is not None else ("realtime", pipe.similar(item_id, k))
+        if items is None:
+            raise NotFound(f"item {item_id!r} is not in model version {pipe.model.version}")
+        return {"item_id": item_id, "items": _items(items), "path": path, "model_version": pipe.model.version}
 
     def _fallback(self, user_id: str, k: int, version: str, reason: str,
-                  stages: dict[str, float]) -> Answer:
+                  stages: dict[str, float], consumed: list[str] | None = None) -> Answer:
         pipe = self.registry.pipeline
         assert pipe is not None
         pos = pipe.model.user_index.get(user_id)
         seen = [str(pipe.model.item_ids[j]) for j in pipe.model.history[pos]] if pos is not None else []
+        seen += consumed or []
         return Answer(user_id, _items(pipe.trending(k, exclude=seen)), "fallback", version,
                       reason=reason, stages_ms=stages)
 
