@@ -85,6 +85,7 @@ class RankerConfig(Section):
 
 class HeadConfig(Section):
     user_fraction: float = Field(0.2, gt=0, le=1)
+    item_fraction: float = Field(0.2, gt=0, le=1, description="most popular items get precomputed similar lists")
     list_length: int = Field(100, ge=1, le=1000)
 
 
@@ -110,7 +111,7 @@ class EvalConfig(Section):
 
 class SessionConfig(Section):
     hidden: int = Field(64, ge=4, le=1024, description="GRU hidden size")
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(8, ge=1)
     ttl_s: int = Field(1800, ge=60, description="a session's state expires after this idle time")
     blend: float = Field(0.6, ge=0, le=1, description="weight of the session vector for a known user")
 

@@ -65,6 +65,7 @@ class SessionEncoder:
             h = self.step(h, x)
         return h
 
-    def vector(self, h: np.ndarray) -> np.ndarray:
-        """The session's query vector in the item space (feeds retrieval and ranking)."""
-        return (self.w_out @ h + self.b_out).astype(np.float32)
+    def vector(self, h: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """The session's query vector in the item space (feeds retrieval and ranking): the GRU's
+        output plus the last item's vector, exactly as trained (jobs/session_model.py)."""
+        return (self.w_out @ h + self.b_out + last).astype(np.float32)

@@ -104,8 +104,8 @@ def run(spark: Any, cfg: Config, interval: Run, published_dir: Path | None) -> d
     fn = partial(score_users, directory, interval.as_of("eval"), k, cfg.retrieval.candidates)
     rows = map_partitions(spark, rows_in, fn)
     table = summarise(rows, len(model.item_ids), cfg.head.user_fraction, k)
-    report: dict[str, Any] = {"version": interval.version, "k": k, "table": table, "targets": targets(table, k),
-              "gate": gate(cfg, table, published_dir)}
+    report: dict[str, Any] = {"version": interval.version, "k": k, "table": table,
+                              "targets": targets(table, k), "gate": gate(cfg, table, published_dir)}
     (interval.artifact_dir / EVAL_FILE).write_text(json.dumps(report, indent=1))
     log.info("evaluate: %s", json.dumps(report["table"].get("all")))
     log.info("evaluate targets: %s", describe_targets(report["targets"]))
@@ -113,7 +113,7 @@ def run(spark: Any, cfg: Config, interval: Run, published_dir: Path | None) -> d
 
     report["report"] = str(write_report(interval.artifact_dir, cfg.var / "reports" / "eval"))
     if not report["gate"]["passed"]:
-        raise GateFailed(report["gate"]["reason"])
+        raise GateFailed(f"{report['gate']['reason']} (report: {report['report']})")
     return report
 
 

@@ -105,7 +105,7 @@ def _with_categories(users: Any, known: Any, as_of_ms: int, categories: list[str
     from pyspark.sql import functions as F
 
     per_cat = (known.where(F.col("category").isNotNull()).groupBy("user_id").pivot("category", categories)
-               .agg(F.count("*").alias("n"), F.max("timestamp").alias("last")))
+               .agg(F.count(F.lit(1)).alias("n"), F.max("timestamp").alias("last")))
     counts = F.array(*[F.coalesce(F.col(f"`{c}_n`"), F.lit(0)).cast("double") for c in categories])
     hours = F.array(*[_hours_before(as_of_ms, F.col(f"`{c}_last`")) for c in categories])
     per_cat = per_cat.select("user_id", counts.alias("cat_counts"), hours.cast("array<double>").alias("category_hours"))

@@ -20,7 +20,7 @@ from blink.keys import Keys
 from blink.model import MANIFEST, features_dir
 from blink.store import RedisStore
 from jobs.evaluate import EVAL_FILE
-from jobs.precompute import LISTS_FILE
+from jobs.precompute import LISTS_FILE, SIMILAR_FILE
 from jobs.run import Run
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,15 @@ def run(cfg: Config, interval: Run, summary: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(report["gate"]["reason"])
     lists = pd.read_parquet(d / LISTS_FILE)
     heads = ((u, json.loads(items)) for u, items in zip(lists["user_id"], lists["items"], strict=True))
+    sims = pd.read_parquet(d / SIMILAR_FILE)
+    similar = ((i, json.loads(items)) for i, items in zip(sims["item_id"], sims["items"], strict=True))
     trending = json.loads((features_dir(d, "serve") / "meta.json").read_text())["trending"]
     manifest = {"version": interval.version, "as_of_ms": interval.as_of_ms, "run_id": interval.run_id,
-                "published_at_ms": int(time.time() * 1000), "head_users": len(lists),
+                "published_at_ms": int(time.time() * 1000), "head_users": len(lists), "head_items": len(sims),
                 "eval": report["table"].get("all"), "tasks": summary}
     (d / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    written = store(cfg).publish(interval.version, heads, [tuple(t) for t in trending], manifest)
+    written = store(cfg).publish(interval.version, heads, [tuple(t) for t in trending], manifest,
+                                 similar=similar)
     log.info("published %s: %d head lists", interval.version, written)
     return {"version": interval.version, "head_lists": written}
 

@@ -42,7 +42,8 @@ def sessions(spark: Any, lake_events: str, start_ms: int, end_ms: int, item_inde
     return out
 
 
-def train(seqs: list[list[int]], item_vectors: np.ndarray, hidden: int, epochs: int, seed: int = 7) -> dict[str, np.ndarray]:
+def train(seqs: list[list[int]], item_vectors: np.ndarray, hidden: int, epochs: int,
+          seed: int = 7) -> dict[str, np.ndarray]:
     import torch
     from torch import nn
 
@@ -64,8 +65,11 @@ def train(seqs: list[list[int]], item_vectors: np.ndarray, hidden: int, epochs: 
             for b, s in enumerate(batch):
                 idx[b, : len(s)] = torch.tensor(s)
                 mask[b, : len(s) - 1] = True
-            hs, _ = gru(items[idx[:, :-1]])
-            logits = out(hs[mask]) @ items.T  # score every item by dot product, like retrieval
+            xs = items[idx[:, :-1]]
+            hs, _ = gru(xs)
+            # The last item's own vector is added to the GRU's output (a residual): recency is
+            # then explicit, and the GRU learns what the session adds to the last click.
+            logits = (out(hs[mask]) + xs[mask]) @ items.T  # every item scored by dot product, as in retrieval
             loss = nn.functional.cross_entropy(logits, idx[:, 1:][mask])
             opt.zero_grad()
             loss.backward()
@@ -91,7 +95,7 @@ def evaluate(enc: SessionEncoder, item_vectors: np.ndarray, train_seqs: list[lis
         for t in range(len(s) - 1):
             h = enc.step(h, item_vectors[s[t]])
             target = s[t + 1]
-            scores = item_vectors @ enc.vector(h)
+            scores = item_vectors @ enc.vector(h, item_vectors[s[t]])
             ranked = {
                 "session_gru": list(np.argsort(-scores)[:k]),
                 "cooccurrence": [i for i, _ in follows[s[t]].most_common(k)] or popular[:k],

@@ -103,7 +103,10 @@ class Router:
             return Answer(user_id, _items(items), "head", version, stages_ms=stages)
         if not live and pipe.user_position(user_id) is None:
             return self._fallback(user_id, k, version, "no history for this user", stages, consumed)
-        session_vec = encoder.vector(state.h) if live else None  # type: ignore[union-attr]
+        session_vec = None
+        if live:
+            last = next((v for v in map(pipe.model.item_vector, reversed(consumed)) if v is not None), None)
+            session_vec = encoder.vector(state.h, last if last is not None else 0.0)  # type: ignore[union-attr,arg-type]
         clock = StageClock(Deadline(self.cfg.deadline_ms), stages)
         try:
             items = self.breaker.call(lambda: pipe.recommend(

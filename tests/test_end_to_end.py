@@ -314,3 +314,82 @@ def test_a_corrupted_partition_fails_validation_and_nothing_is_published(
         import shutil
 
         shutil.rmtree(part.parent.parent)
+
+
+def _categories(cfg: config.Config) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(cfg.var / "lake" / "items").set_index("item_id")["category"]
+
+
+def _click(server: str, session: str, items: list[str], user: str | None = None) -> None:
+    now = int(time.time() * 1000)
+    batch = [{"event_id": f"{session}-{item}-{now}", "user_id": user, "session_id": session, "item_id": item,
+              "event_type": "click", "timestamp": now + n, "device": "mobile"} for n, item in enumerate(items)]
+    r = requests.post(f"{server}/v1/events", json=batch, timeout=10)
+    assert r.status_code == 202, r.text
+
+
+def test_a_new_user_follows_their_first_clicks_and_a_switch(
+        server: str, published: dict[str, Any], cfg: config.Config) -> None:
+    """Known structure: synthetic sessions stay in one category, so three clicks of one category
+    should pull the next page towards it, and a switch should show in the page after."""
+    model = Model.load(published["dir"], "serve", retriever=False, ranker=False)
+    cats = _categories(cfg)
+    sizes = cats[cats.index.isin(model.item_index)].value_counts()
+    first, second = sizes.index[:2]  # the two largest categories
+
+    def clicks_in(category: str) -> list[str]:
+        items = [i for i in cats[cats == category].index if i in model.item_index]
+        return sorted(items, key=lambda i: -model.item_features[model.item_index[i], 0])[:3]
+
+    def page() -> dict[str, Any]:
+        r = requests.get(f"{server}/v1/recommendations/visitor-1", params={"k": 10, "session_id": "new-s1"}, timeout=5)
+        return r.json()
+
+    before = page()
+    assert before["path"] == "fallback"  # nothing known yet: trending
+    _click(server, "new-s1", clicks_in(first))
+    after = page()
+    assert after["path"] == "session"
+    share = {c: sum(cats.get(i["item_id"]) == c for i in after["items"]) / 10 for c in (first, second)}
+    base = sizes[first] / sizes.sum()
+    assert share[first] >= 0.5 and share[first] >= 2 * base, (share, base)
+    assert not set(clicks_in(first)) & {i["item_id"] for i in after["items"]}  # clicked items filtered
+    _click(server, "new-s1", clicks_in(second))
+    switched = page()
+    share2 = {c: sum(cats.get(i["item_id"]) == c for i in switched["items"]) / 10 for c in (first, second)}
+    assert share2[second] >= 0.3 and share2[second] > share[second] and share2[first] < share[first], (share, share2)
+
+
+def test_a_head_user_page_reacts_to_a_click_and_login_merges(
+        server: str, published: dict[str, Any]) -> None:
+    head_user = json.loads((published["dir"] / "head_users.json").read_text())[1]
+    r = requests.get(f"{server}/v1/recommendations/{head_user}", params={"k": 10}, timeout=5).json()
+    assert r["path"] == "head"
+    clicked = r["items"][0]["item_id"]
+    _click(server, "head-s", [clicked], user=head_user)
+    r2 = requests.get(f"{server}/v1/recommendations/{head_user}", params={"k": 10}, timeout=5).json()
+    assert r2["path"] == "session" and clicked not in {i["item_id"] for i in r2["items"]}
+    # an anonymous session that logs in becomes the user's session
+    _click(server, "anon-s", [clicked])
+    _click(server, "anon-s", [r["items"][1]["item_id"]], user="fresh-user")
+    r3 = requests.get(f"{server}/v1/recommendations/fresh-user", params={"k": 5}, timeout=5).json()
+    assert r3["path"] == "session"
+    assert not {clicked, r["items"][1]["item_id"]} & {i["item_id"] for i in r3["items"]}
+
+
+def test_similar_items_precomputed_for_head_items_realtime_for_the_rest(
+        server: str, published: dict[str, Any]) -> None:
+    import pandas as pd
+
+    sims = pd.read_parquet(published["dir"] / "similar_lists.parquet")
+    head_item = sims["item_id"].iloc[0]
+    model = Model.load(published["dir"], "serve", retriever=False, ranker=False)
+    tail_item = next(str(i) for i in model.item_ids if str(i) not in set(sims["item_id"]))
+    a = requests.get(f"{server}/v1/items/{head_item}/similar", params={"k": 5}, timeout=5).json()
+    b = requests.get(f"{server}/v1/items/{tail_item}/similar", params={"k": 5}, timeout=5).json()
+    assert (a["path"], b["path"]) == ("precomputed", "realtime")
+    assert len(a["items"]) == len(b["items"]) == 5
+    assert head_item not in {i["item_id"] for i in a["items"]}
+    assert requests.get(f"{server}/v1/items/no-such-item/similar", timeout=5).status_code == 404
