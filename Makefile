@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
 SIZE ?= demo
 
-.PHONY: demo test test-fast prereq install stop airflow-ui report lint clean
+.PHONY: demo test test-fast prereq install stop airflow-ui report bench lint clean
 
 # The virtual environment is rebuilt only when setup.cfg or constraints.txt change.
 $(STAMP): setup.cfg constraints.txt
@@ -44,6 +44,10 @@ airflow-ui: $(STAMP)
 # The analysts' data-quality report (Great Expectations Data Docs) on http://127.0.0.1:8099
 report: $(STAMP)
 	$(BIN)/python scripts/serve_report.py
+
+# Open-loop HTTP benchmark of the published version (run `make demo` first).
+bench: $(STAMP)
+	$(BIN)/blink bench
 
 clean: stop
 	rm -rf var

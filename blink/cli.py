@@ -234,6 +234,70 @@ def evaluate() -> None:
 
 
 @cli.command()
+@click.option("--rate", type=float, default=100.0, help="requests per second, per scenario")
+@click.option("--seconds", type=float, default=10.0, help="duration of each scenario")
+def bench(rate: float, seconds: float) -> None:
+    """Open-loop load test of the published version over HTTP on 127.0.0.1 (head, tail, events,
+    session, similar); prints p50/p99/p99.9 and writes var/reports/bench/<time>/ (JSON + PNG)."""
+    from blink import bench as b
+    from blink.model import Model
+    from jobs.publish import published_dir
+
+    cfg = _cfg()
+    directory = published_dir(cfg)
+    if directory is None:
+        raise click.ClickException("no version published yet: run `make demo` (or blink run-dag) first")
+    model = Model.load(directory, "serve", retriever=False, ranker=False)
+    head = json.loads((directory / "head_users.json").read_text())
+    head_set = set(head)
+    tail = [u for j, u in enumerate(model.user_ids) if u not in head_set and not math.isnan(model.user_vectors[j, 0])]
+    items = [str(i) for i in model.item_ids]
+    port = redis_server.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "blink.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        from blink.demo import wait_ready
+
+        wait_ready(base)
+        now = int(time.time() * 1000)
+        scenarios = [
+            b.Scenario("head", lambda n: ("GET", f"/v1/recommendations/{head[n % len(head)]}?k=20", None)),
+            b.Scenario("tail", lambda n: ("GET", f"/v1/recommendations/{tail[n % len(tail)]}?k=20", None)),
+            b.Scenario("events+session update", lambda n: ("POST", "/v1/events", {
+                "event_id": f"bench-{now}-{n}", "user_id": None, "session_id": f"bench-{now}-s{n % 300}",
+                "item_id": items[(n * 7919) % len(items)], "event_type": "click", "timestamp": now + n,
+                "device": "mobile"})),
+            b.Scenario("session", lambda n: ("GET", f"/v1/recommendations/visitor-{n % 300}?k=20"
+                                                    f"&session_id=bench-{now}-s{n % 300}", None)),
+            b.Scenario("similar", lambda n: ("GET", f"/v1/items/{items[(n * 31) % len(items)]}/similar?k=20", None)),
+        ]
+        results = []
+        for scenario in scenarios:
+            with console.status(f"{scenario.name}: {rate:.0f} req/s for {seconds:.0f}s..."):
+                results.append(b.run_open_loop(base, scenario, rate, seconds))
+    finally:
+        os.killpg(proc.pid, 15)
+    out = b.write_report(results, cfg.var / "reports" / "bench" / time.strftime("%Y%m%dT%H%M%S"),
+                         {"version": directory.name, "rate": rate, "seconds": seconds, "workers": cfg.serving.workers})
+    from rich.table import Table
+
+    table = Table(title=f"open-loop, {rate:.0f} req/s per scenario, model {directory.name} (ms)")
+    for col in ("scenario", "sent", "errors", "client p50", "client p99", "client p99.9", "server path",
+                "server p50", "server p99", "server p99.9"):
+        table.add_column(col)
+    for r in results:
+        s = r.summary()
+        c = s["client_ms"]
+        for path, sv in (s["server_ms"] or {"-": {}}).items():
+            table.add_row(r.name, str(s["sent"]), str(s["errors"]), f"{c.get('p50', 0):.2f}", f"{c.get('p99', 0):.2f}",
+                          f"{c.get('p99.9', 0):.2f}", path, f"{sv.get('p50', 0):.2f}", f"{sv.get('p99', 0):.2f}",
+                          f"{sv.get('p99.9', 0):.2f}")
+    Console(width=160).print(table)
+    console.print(f"report: {out / 'report.json'}  picture: {out / 'latency.png'}")
+
+
+@cli.command()
 def stop() -> None:
     """Stop what Blink started: its gunicorn and its own redis-server (never REDIS_URL's)."""
     cfg = _cfg()
@@ -273,3 +337,7 @@ def main() -> None:
     except BlinkError as exc:
         console.print(f"[red]blink: {exc}[/]")
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -105,7 +105,7 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
     best = booster.best_iteration
     booster = booster[: best + 1]  # keep only the trees early stopping chose
     booster.save_model(str(interval.artifact_dir / RANKER))
-    gain = booster.get_score(importance_type="gain")
+    gain = {k: v for k, v in booster.get_score(importance_type="gain").items() if isinstance(v, float)}
     top = sorted(gain.items(), key=lambda kv: -kv[1])
     (interval.artifact_dir / "ranker_importance.json").write_text(json.dumps(top, indent=1))
     summary = {"groups": len(groups), "rows": int(dtrain.num_row()), "trees": booster.num_boosted_rounds(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
@@ -103,12 +104,14 @@ def post_events() -> Any:
     events: EventLog | None = _ext("events")
     if events is None:
         raise NotReady("this server has no event stream configured")
+    started = time.perf_counter()
     try:
         result = events.accept(records)
     except redis.RedisError as exc:
         raise NotReady(f"event stream unavailable ({exc}); retry later, nothing was lost") from None
     # 202: all taken (duplicates are accepted once); 400: per-record errors, valid ones kept.
-    return jsonify(result.to_dict()), 202 if result.rejected == 0 else 400
+    body = result.to_dict() | {"path": "events", "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+    return jsonify(body), 202 if result.rejected == 0 else 400
 
 
 @api.get("/health/live")

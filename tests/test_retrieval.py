@@ -36,7 +36,8 @@ def clustered(n: int, dim: int = 32, clusters: int = 40, seed: int = 0) -> tuple
 def true_recall(retriever: Retriever, vectors: np.ndarray, queries: np.ndarray, k: int) -> float:
     """Recall@k of the served search path, by plain set overlap with numpy's exact top-k."""
     exact = exact_top_k(vectors, queries, k)
-    return float(np.mean([len(set(retriever.search(q, k)[0]) & set(e)) / k for q, e in zip(queries, exact)]))
+    hits = [len(set(retriever.search(q, k)[0]) & set(e)) / k for q, e in zip(queries, exact, strict=True)]
+    return float(np.mean(hits))
 
 
 def test_brute_force_returns_the_exact_top_k() -> None:
