@@ -72,6 +72,9 @@ class RetrievalConfig(Section):
     num_leaves: int = Field(0, ge=0, description="0 = sqrt(items)")
     leaves_to_search: int = Field(0, ge=0, description="0 = 10% of leaves")
     reorder: int = Field(1000, ge=0)
+    tune: bool = Field(True, description="choose ScaNN settings by measuring recall@candidates vs exact search")
+    target_recall: float = Field(0.95, gt=0, le=1, description="recall@candidates the tuned index must reach")
+    tune_queries: int = Field(300, ge=10, description="sample queries for the tuning measurement")
 
 
 class RankerConfig(Section):

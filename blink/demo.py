@@ -43,6 +43,33 @@ def wait_ready(base: str, timeout: float = 60.0) -> dict:
     raise SystemExit(f"gunicorn did not become ready in {timeout:.0f}s; see var/logs/gunicorn.log")
 
 
+def show_new_visitor(base: str, cfg: config.Config, model: object) -> None:
+    """A brand-new visitor: trending first, then personal after three clicks in one category."""
+    import pandas as pd
+
+    cats = pd.read_parquet(cfg.var / "lake" / "items").set_index("item_id")["category"]
+    category = cats.value_counts().index[0]
+    clicks = [i for i in cats[cats == category].index if i in model.item_index][:3]  # type: ignore[attr-defined]
+    session = f"demo-{int(time.time())}"
+
+    def page() -> dict:
+        return requests.get(f"{base}/v1/recommendations/new-visitor", params={"k": 8, "session_id": session},
+                            timeout=5).json()
+
+    def describe(body: dict) -> str:
+        return ", ".join(f"{i['item_id']}({cats.get(i['item_id'], '?')})" for i in body["items"])
+
+    before = page()
+    now = int(time.time() * 1000)
+    events = [{"event_id": f"{session}-{n}", "user_id": None, "session_id": session, "item_id": item,
+               "event_type": "click", "timestamp": now + n, "device": "mobile"} for n, item in enumerate(clicks)]
+    posted = requests.post(f"{base}/v1/events", json=events, timeout=5).json()
+    after = page()
+    console.print(f"[bold]A new visitor[/] (session {session})\n  before: path={before['path']}: {describe(before)}\n"
+                  f"  clicks three items of {category}: {', '.join(clicks)} -> {posted['accepted']} accepted\n"
+                  f"  after:  path={after['path']}: {describe(after)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="demo", choices=["tiny", "demo", "bench"])
@@ -77,6 +104,8 @@ def main() -> None:
         table.add_row(user, body["path"], body.get("reason") or "", f"{body['latency_ms']:.2f}", f"{rtt:.1f}",
                       ", ".join(i["item_id"] for i in body["items"]))
     console.print(table)
+
+    show_new_visitor(base, cfg, model)
 
     timings = json.loads((art / "task_seconds.json").read_text())
     console.print("DAG task seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,7 @@ class Retriever:
 
         path = directory / INDEX_DIR
         meta = json.loads((path / "blink.json").read_text())
+        _relocate_assets(path)
         searcher = scann.scann_ops_pybind.load_searcher(str(path))
         return Retriever(searcher, meta["n_items"], meta["params"])
 
@@ -165,3 +168,17 @@ def recall_vs_exact(vectors: np.ndarray, queries: np.ndarray, found: list[np.nda
         scores = items[top] @ q
         hits.append(np.count_nonzero(scores >= bound - 1e-6 * (1.0 + abs(bound))) / k)
     return float(np.mean(hits)) if hits else 1.0
+
+
+def _relocate_assets(path: Path) -> None:
+    """ScaNN records absolute asset paths when it serializes; an artifact copied to another
+    host or directory must point at its own files, so rewrite them (atomically, only if needed)."""
+    assets = path / "scann_assets.pbtxt"
+    if not assets.exists():
+        return
+    text = assets.read_text()
+    fixed = re.sub(r'asset_path: "([^"]*)"', lambda m: f'asset_path: "{path / Path(m.group(1)).name}"', text)
+    if fixed != text:
+        tmp = assets.with_name(f".{assets.name}.{os.getpid()}.tmp")
+        tmp.write_text(fixed)
+        os.replace(tmp, assets)

@@ -42,7 +42,7 @@ EXACT_PREFERENCE = 0.10
 def run(cfg: Config, interval: Run) -> dict[str, object]:
     emb = np.load(interval.artifact_dir / EMBEDDINGS)
     vectors = emb["item_vectors"].astype(np.float32)
-    n_queries = int(getattr(cfg.retrieval, "tune_queries", 300))
+    n_queries = cfg.retrieval.tune_queries
     queries, source = sample_queries(emb["user_vectors"], vectors, n_queries)
     retriever, tuning = build_index(vectors, queries, cfg.retrieval, interval.artifact_dir)
     tuning["query_source"] = source
@@ -70,7 +70,7 @@ def build_index(vectors: np.ndarray, queries: np.ndarray, cfg: RetrievalConfig, 
     Returns the loaded index and the retrieval_tuning.json content (grid, chosen point with
     its re-measured ``verified_*`` numbers).
     """
-    target = float(getattr(cfg, "target_recall", 0.95))
+    target = cfg.target_recall
     measured, summary = tune(vectors, queries, cfg, allow_brute_force)
     chosen = summary["chosen"]
     if chosen["kind"] == "tree_ah":
@@ -105,12 +105,12 @@ def tune(vectors: np.ndarray, queries: np.ndarray, cfg: RetrievalConfig,
     """
     n = len(vectors)
     k = min(cfg.candidates, n)
-    target = float(getattr(cfg, "target_recall", 0.95))
+    target = cfg.target_recall
     kth = exact_scores(vectors, queries, k)
     summary: dict[str, Any] = {"items": n, "dim": int(vectors.shape[1]), "k": k, "queries": len(queries),
                                "target_recall": target, "leaves": 0, "grid": []}
     grid: list[dict[str, Any]] = summary["grid"]
-    tuned = bool(getattr(cfg, "tune", True))
+    tuned = cfg.tune
     if n < cfg.brute_force_below or not tuned:
         # Small catalogue (exact and cheap) or tuning switched off: the configured index, measured.
         configured = Retriever.build(vectors, cfg)

@@ -127,3 +127,19 @@ def test_index_job_writes_the_index_and_the_tuning_file(tmp_path: Path) -> None:
     assert tuning["query_source"] == "user_vectors" and tuning["items"] == 2500
     assert summary["recall"] == tuning["chosen"]["recall"] >= tuning["target_recall"]
     assert Retriever.load(run.artifact_dir).params["kind"] == summary["kind"]
+
+
+def test_an_index_copied_elsewhere_still_loads(tmp_path: Path) -> None:
+    """Artifacts move between hosts: ScaNN's absolute asset paths must not pin them."""
+    import shutil
+
+    from blink.config import RetrievalConfig
+    from blink.retrieval import Retriever
+
+    vectors = np.random.default_rng(1).normal(size=(3000, 8)).astype(np.float32)
+    built = Retriever.build(vectors, RetrievalConfig(brute_force_below=100, candidates=20, tune=False))
+    built.save(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")
+    found, _ = Retriever.load(tmp_path / "b").search(vectors[0], 5)
+    assert len(found) == 5
