@@ -44,5 +44,5 @@ def test_secret_is_not_printed(tmp_path: Path) -> None:
 
 
 def test_repo_conf_files_are_valid() -> None:
-    for env in ("dev", "test", "bench"):
+    for env in ("dev", "test", "bench", "retail", "movielens"):
         config.load(env, {})
