@@ -53,11 +53,12 @@ class Pipeline:
         keep = ~np.isin(pos, seen)
         return Candidates(pos[keep][: self.candidates], scores[keep][: self.candidates])
 
-    def rank(self, user_pos: int | None, cands: Candidates, ctx: Context) -> np.ndarray:
+    def rank(self, user_pos: int | None, cands: Candidates, ctx: Context,
+             session: np.ndarray | None = None) -> np.ndarray:
         """Ranker scores for the candidates; retrieval scores if no ranker is published."""
         if self.model.booster is None or len(cands.positions) == 0:
             return cands.scores
-        x = feature_matrix(self.model, user_pos, cands.positions, cands.scores, ctx)
+        x = feature_matrix(self.model, user_pos, cands.positions, cands.scores, ctx, session_vector=session)
         return np.asarray(self.model.booster.inplace_predict(x), dtype=np.float32)  # type: ignore[attr-defined]
 
     def recommend(self, user_id: str, k: int, ctx: Context, exclude: Iterable[str] = (),
@@ -81,7 +82,7 @@ class Pipeline:
         extra = [self.model.item_index[i] for i in exclude if i in self.model.item_index]
         cands = self.retrieve(user_pos, extra, query)
         after("retrieval")
-        scores = self.rank(user_pos, cands, ctx) if rank else cands.scores
+        scores = self.rank(user_pos, cands, ctx, session) if rank else cands.scores
         after("ranking")
         # Stable sort: ties keep retrieval order, so the top k of a longer list is the
         # same as the list asked for with k (head lists are stored longer than k).

@@ -5,6 +5,7 @@ Tests never touch a server they did not start (the machine's own Redis on 6379 i
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,9 @@ import redis
 from blink.redis_server import RedisServer
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# py4j logs "Closing down clientserver connection" from __del__ at interpreter exit, after
+# pytest closed its streams; that noise is not a failure, so keep py4j at WARNING.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 # Airflow imported in-process (DagBag test) must not write to ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="blink-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

@@ -1,0 +1,67 @@
+"""Ranker training groups for the session path: anonymous session prefixes -> the next items.
+
+Without these, the ranker only ever sees known users and learns to fall back on popularity
+when user features are missing -- exactly the case of a new visitor. Each group is built by
+the serving code: the GRU state after the prefix, its query vector, retrieval by that vector,
+and feature_matrix with the session vector (user features NaN, as online).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from blink.features import Context, feature_matrix
+from jobs.spark import cached_model
+
+MIN_LEN = 3
+
+
+def session_groups(directory: str, as_of_ms: int, n_candidates: int,
+                   sessions: Iterator[list[tuple[str, int]]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(features, grades) per session: the first half is the context, the rest the labels.
+
+    ``sessions`` holds (item_id, grade) in time order. Runs inside Spark workers.
+    """
+    from blink.pipeline import Pipeline
+
+    model = cached_model(directory, "train", False)
+    if model.session is None:
+        return
+    pipe = Pipeline(model, n_candidates)
+    for events in sessions:
+        known = [(model.item_index[i], g) for i, g in events if i in model.item_index]
+        if len(known) < MIN_LEN:
+            continue
+        cut = max(1, len(known) // 2)
+        prefix, rest = known[:cut], known[cut:]
+        h = model.session.initial()
+        for pos, _ in prefix:
+            h = model.session.step(h, model.item_vectors[pos])
+        query = model.session.vector(h, model.item_vectors[prefix[-1][0]])
+        cands = pipe.retrieve(None, [p for p, _ in prefix], query)
+        truth: dict[int, int] = {}
+        for pos, grade in rest:
+            truth[pos] = max(truth.get(pos, 0), grade)
+        y = np.array([truth.get(int(p), 0) for p in cands.positions], np.float32)
+        if y.max() == 0:
+            continue
+        x = feature_matrix(model, None, cands.positions, cands.scores, Context(now_ms=as_of_ms), session_vector=query)
+        yield x, y
+
+
+def label_sessions(spark: object, lake_events: str, start_ms: int, end_ms: int,
+                   limit: int) -> list[list[tuple[str, int]]]:
+    """Sessions of the label window as (item_id, grade) in time order, at most ``limit``."""
+    from pyspark.sql import functions as F
+
+    from jobs.labels import GRADES
+
+    grade = F.coalesce(*[F.when(F.col("event_type") == t, F.lit(g)) for t, g in GRADES.items()], F.lit(0))
+    rows = (spark.read.parquet(lake_events)  # type: ignore[attr-defined]
+            .where((F.col("timestamp") >= start_ms) & (F.col("timestamp") < end_ms) & F.col("item_id").isNotNull())
+            .groupBy("session_id")
+            .agg(F.sort_array(F.collect_list(F.struct("timestamp", "item_id", grade.alias("g")))).alias("ev"))
+            .where(F.size("ev") >= MIN_LEN).orderBy("session_id").limit(limit).collect())
+    return [[(e["item_id"], int(e["g"])) for e in r["ev"]] for r in rows]
