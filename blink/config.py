@@ -84,6 +84,7 @@ class RankerConfig(Section):
     learning_rate: float = Field(0.1, gt=0)
     train_candidates: int = Field(200, ge=10, description="per training user")
     max_train_users: int = Field(4000, ge=10)
+    max_train_sessions: int = Field(3000, ge=0, description="session groups (anonymous prefix -> next items)")
 
 
 class HeadConfig(Section):

@@ -25,6 +25,7 @@ WINDOWS_DAYS = (1, 7, 28)  # the day-sized windows, for callers that count in da
 DAY_PARTS = ("night", "morning", "afternoon", "evening")
 # Trend = short-window rate / long-window rate (smoothed), for these window pairs.
 TRENDS = (("1h", "1d"), ("1d", "7d"), ("7d", "28d"))
+TOP_CANDIDATES = 10  # the head of the retrieval list that says what a query is about
 PRICE = "the event's price when it carries one, else the item's catalogue price"
 
 
@@ -91,9 +92,9 @@ def _item() -> list[Feature]:
     f += [i(f"i_share_{d}", f"share of the item's events on {d} (NaN: no events)") for d in DEVICES]
     f += [
         i("i_price", "catalogue price (NaN: unknown)"),
-        i("i_price_vs_category", "price / median price of the item's category"),
+        i("i_price_vs_category", "price / median price of the item's category (NaN: no price or category)"),
         i("i_age_days", "days since the item was created (NaN: unknown)"),
-        i("i_category_items", "items in the item's category"),
+        i("i_category_items", "items in the item's category (NaN: no category)"),
         i("i_category_share_7d", "share of all events in the last 7d that fell in the item's category"),
         i("i_share_of_category_7d", "the item's share of its category's events in the last 7d "
                                     "(NaN: category quiet)"),
@@ -110,6 +111,8 @@ def _cross() -> list[Feature]:
         x("x_retrieval_rank", "rank of the item in retrieval (0 = best)"),
         x("x_score_minus_top", "retrieval score minus the best candidate's score (<= 0)"),
         x("x_category_affinity", "share of the user's events in the item's category"),
+        x("x_query_category_share", f"share of the {TOP_CANDIDATES} best retrieval candidates in the item's "
+                                    "category: where the query (user or session vector) points"),
         x("x_category_lift", "x_category_affinity / i_category_share_7d (> 1: the user likes it "
                              "more than traffic does)"),
         x("x_category_hours_since", "hours since the user last touched the item's category "

@@ -30,6 +30,7 @@ from blink.feature_registry import (
     NAMES,
     RANKING_FEATURES,
     SESSION,
+    TOP_CANDIDATES,
     TRENDS,
     USER_CONTEXT,
     USER_FEATURES,
@@ -45,8 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTEXT", "CROSS", "DAY_MS", "DAY_PARTS", "DEVICES", "EVENT_TYPES", "HOUR_MS", "ITEM_FEATURES",
-    "ITEM_INDEX", "NAMES", "RANKING_FEATURES", "SESSION", "TRENDS", "USER_CONTEXT", "USER_FEATURES", "USER_INDEX",
-    "WINDOWS", "WINDOWS_DAYS", "Context", "Feature", "context_row", "day_part", "feature_matrix", "markdown",
+    "ITEM_INDEX", "NAMES", "RANKING_FEATURES", "SESSION", "TOP_CANDIDATES", "TRENDS", "USER_CONTEXT",
+    "USER_FEATURES", "USER_INDEX", "WINDOWS", "WINDOWS_DAYS", "Context", "Feature", "context_row", "day_part",
+    "feature_matrix", "markdown",
 ]
 
 
@@ -126,6 +128,7 @@ def _cross(model: Model, user_pos: int | None, user: np.ndarray, items: np.ndarr
             np.arange(n, dtype=np.float32),
             scores - (scores.max() if n else 0.0),
             affinity,
+            _query_category_share(category, scores, len(model.categories)),
             affinity / items[:, ITEM_INDEX["i_category_share_7d"]],
             hours_since,
             in_top,
@@ -139,6 +142,16 @@ def _cross(model: Model, user_pos: int | None, user: np.ndarray, items: np.ndarr
     out = np.column_stack(columns).astype(np.float32)
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+def _query_category_share(category: np.ndarray, scores: np.ndarray, n_categories: int) -> np.ndarray:
+    """Share of the TOP_CANDIDATES best-scored candidates in each candidate's category.
+
+    Needs no user features, so it tells the ranker what an anonymous session is about too.
+    """
+    top = category[np.argsort(-scores, kind="stable")[:TOP_CANDIDATES]]
+    share = np.bincount(top, minlength=n_categories + 1) / max(len(top), 1)
+    return np.where(category == n_categories, np.nan, share[category]).astype(np.float32)
 
 
 def _rank_descending(values: np.ndarray) -> np.ndarray:

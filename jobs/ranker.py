@@ -5,6 +5,9 @@ state as of the ``train`` cut-off, spread over Spark partitions; labels are the 
 interactions in [train, eval). Groups are users; users with no positive are dropped
 (they teach a ranking objective nothing). Each group is ranked for the request the user
 actually made next: the time and device of their first event after the cut-off.
+
+Precompute and evaluation rank without a device, and a missing value is a value the ranker
+must have seen: a fixed share of the groups (by a hash of the user id) is trained without it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from blink.config import Config
 from blink.features import NAMES, Context
 from blink.model import RANKER
-from jobs import labels
+from jobs import labels, session_rows
 from jobs.run import Run
 from jobs.spark import cached_model, map_partitions
 
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # (user, {item: grade}, request time, request device): one training request.
 Request = tuple[str, dict[str, int], int, str | None]
+NO_DEVICE_SHARE = 0.5  # of groups trained without the request's device
 
 
 def training_rows(directory: str, n_candidates: int,
@@ -55,10 +59,9 @@ def training_rows(directory: str, n_candidates: int,
 
 
 def next_requests(spark: Any, lake_events: str, start_ms: int, end_ms: int) -> dict[str, tuple[int, str | None]]:
-    """user -> (time, device) of their first event in [start_ms, end_ms).
+    """user -> (time, device) of the request each user made first in [start_ms, end_ms).
 
-    Precompute and evaluation rank without a device, so half the users (a fixed hash of the
-    id) are trained without theirs: the ranker must know both cases.
+    The device is dropped for NO_DEVICE_SHARE of the users, chosen by a hash of the id.
     """
     from pyspark.sql import functions as F
 
@@ -66,8 +69,13 @@ def next_requests(spark: Any, lake_events: str, start_ms: int, end_ms: int) -> d
             .where((F.col("timestamp") >= start_ms) & (F.col("timestamp") < end_ms) & F.col("user_id").isNotNull())
             .groupBy("user_id").agg(F.min("timestamp").alias("t"), F.min_by("device", "timestamp").alias("device"))
             .collect())
-    return {r["user_id"]: (int(r["t"]), r["device"] if zlib.crc32(r["user_id"].encode()) % 2 else None)
+    return {r["user_id"]: (int(r["t"]), None if _share(r["user_id"]) < NO_DEVICE_SHARE else r["device"])
             for r in rows}
+
+
+def _share(user_id: str) -> float:
+    """A fixed pseudo-random number in [0, 1) per user."""
+    return zlib.crc32(user_id.encode()) / 2**32
 
 
 def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
@@ -85,6 +93,13 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
     if len(groups) < 10:
         raise ValueError(f"only {len(groups)} users have a positive among their candidates; "
                          "need more history or a larger split.label_hours")
+    # Session requests too (anonymous prefix -> next items), so the ranker learns to follow the
+    # session when user features are missing instead of falling back on popularity.
+    sessions = session_rows.label_sessions(spark, lake, start, end, cfg.ranker.max_train_sessions)
+    session_groups = map_partitions(spark, sessions, partial(session_rows.session_groups, directory, start,
+                                                             cfg.ranker.train_candidates)) if sessions else []
+    groups = groups + session_groups
+    random.Random(17).shuffle(groups)  # user and session groups in both train and validation
     n_valid = max(1, len(groups) // 10)
     train, valid = groups[n_valid:], groups[:n_valid]
 
@@ -108,7 +123,7 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
     gain = {k: v for k, v in booster.get_score(importance_type="gain").items() if isinstance(v, float)}
     top = sorted(gain.items(), key=lambda kv: -kv[1])
     (interval.artifact_dir / "ranker_importance.json").write_text(json.dumps(top, indent=1))
-    summary = {"groups": len(groups), "rows": int(dtrain.num_row()), "trees": booster.num_boosted_rounds(),
+    summary = {"groups": len(groups), "session_groups": len(session_groups), "rows": int(dtrain.num_row()), "trees": booster.num_boosted_rounds(),
                "valid_ndcg@20": float(history["valid"]["ndcg@20"][best]),
                "top_features": [k for k, _ in top[:5]]}
     log.info("ranker: %s", summary)

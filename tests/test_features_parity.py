@@ -305,9 +305,9 @@ def test_training_rows_in_spark_workers_equal_the_serving_path(spark: Any, artif
     pipe = Pipeline(model, N_CANDIDATES)
     requests = []
     for j, (user, ctx) in enumerate(_requests(model, 24)):
-        pipe.recommend(user, 10, ctx)  # the tail path, in-process: retrieve, features, rank
         pos = pipe.user_position(user)
         assert pos is not None
+        pipe.recommend(user, 10, ctx)  # the tail path, in-process: retrieve, features, rank
         liked = model.item_ids[pipe.retrieve(pos).positions[j % 7]]  # a positive, so the group is kept
         requests.append((user, {str(liked): 2}, ctx.now_ms, ctx.device))
     rows = map_partitions(spark, requests, partial(training_rows, str(artifact), N_CANDIDATES), partitions=3)

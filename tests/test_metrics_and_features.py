@@ -88,9 +88,12 @@ def test_feature_matrix_cross_features_and_explicit_missing_values() -> None:
     assert np.allclose(column(x, "x_category_affinity")[:3], [0.8, 0.2, 0.2])
     assert np.allclose(column(x, "x_category_lift")[:3], [3.2, 0.4, 0.4])
     assert column(x, "x_in_top_category")[:3] == [1.0, 0.0, 0.0]
+    # Of the (up to 10) best candidates, one is in c1, two in c0, one in an unknown category.
+    assert column(x, "x_query_category_share")[:3] == [0.25, 0.5, 0.5]
     assert column(x, "x_category_hours_since")[1:3] == [3.0, 3.0]
     # The unknown category (item 3) and a never-touched category are missing, not zero.
-    assert all(math.isnan(column(x, n)[3]) for n in ("x_category_affinity", "x_in_top_category"))
+    assert all(math.isnan(column(x, n)[3]) for n in ("x_category_affinity", "x_in_top_category",
+                                                     "x_query_category_share"))
     assert math.isnan(column(x, "x_category_hours_since")[0])
     # Price 0 gives ratio 0 and |log| = inf -> NaN; a missing user price -> NaN.
     assert column(x, "x_price_ratio") == [1.0, 0.5, 0.0, 2.0]
@@ -109,6 +112,7 @@ def test_unknown_user_and_no_session_are_nan() -> None:
     user_cols = [NAMES.index(f.name) for f in features.USER_FEATURES]
     assert np.isnan(x[:, user_cols]).all()
     assert np.isnan(column(x, "x_category_affinity")).all()
+    assert column(x, "x_query_category_share") == [0.5, 0.5]  # needs no user: known for a session too
     assert np.isnan(column(x, "s_similarity")).all() and np.isnan(column(x, "s_category_match")).all()
     assert np.isnan(column(x, "c_user_device_share")).all()  # no device, and no user
     # A user with no categorised events has no top category.
