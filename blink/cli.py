@@ -229,8 +229,25 @@ def evaluate() -> None:
             m = row[system]
             table.add_row(bucket, str(row["users"]), system, f"{m[f'recall@{k}']:.4f}",
                           f"{m[f'ndcg@{k}']:.4f}", f"{m[f'mrr@{k}']:.4f}", f"{m['coverage']:.3f}")
-    Console().print(table)
+    Console(width=140).print(table)
+    if "targets" in report:
+        from jobs.evaluate import describe_targets
+
+        console.print(f"targets: {describe_targets(report['targets'])}")
     console.print(f"gate: {report['gate']['reason']}")
+    session_file = directory / "session_eval.json"
+    if session_file.exists():
+        sess = json.loads(session_file.read_text())
+        stable = Table(title=f"next-item in test-window sessions ({sess['test_sessions']} sessions)")
+        for col in ("system", f"hr@{sess['k']}", f"mrr@{sess['k']}", "predictions"):
+            stable.add_column(col)
+        for system, m in sess["table"].items():
+            stable.add_row(system, f"{m['hr@' + str(sess['k'])]:.4f}", f"{m['mrr@' + str(sess['k'])]:.4f}",
+                           str(m["predictions"]))
+        Console(width=140).print(stable)
+    report_html = cfg.var / "reports" / "eval" / directory.name / "index.html"
+    if report_html.exists():
+        console.print(f"report: {report_html}")
 
 
 @cli.command()

@@ -123,7 +123,8 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
     gain = {k: v for k, v in booster.get_score(importance_type="gain").items() if isinstance(v, float)}
     top = sorted(gain.items(), key=lambda kv: -kv[1])
     (interval.artifact_dir / "ranker_importance.json").write_text(json.dumps(top, indent=1))
-    summary = {"groups": len(groups), "session_groups": len(session_groups), "rows": int(dtrain.num_row()), "trees": booster.num_boosted_rounds(),
+    summary = {"groups": len(groups), "session_groups": len(session_groups), "rows": int(dtrain.num_row()),
+               "trees": booster.num_boosted_rounds(),
                "valid_ndcg@20": float(history["valid"]["ndcg@20"][best]),
                "top_features": [k for k, _ in top[:5]]}
     log.info("ranker: %s", summary)
