@@ -20,7 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from blink import config as config_mod
-from contracts.dlq import DeadLetterQueue, replace_file
+from blink.files import replace_file
+from contracts.dlq import DeadLetterQueue
 from contracts.validation import KINDS, Kind, validate
 
 LANDING = {"event": "events", "item": "items", "user": "users"}  # kind -> folder ingest reads

@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from blink.files import fsync_dir, replace_file
+
 log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # no separators, no hidden files
@@ -135,7 +137,7 @@ class DeadLetterQueue:
             finally:
                 os.close(fd)
             if created:
-                _fsync_dir(path.parent)  # make the new file's directory entry durable too
+                fsync_dir(path.parent)  # make the new file's directory entry durable too
 
     def add_batch_file(self, name: str, letters: Iterable[DeadLetter]) -> int:
         """Write the letters of batch ``name`` as ``<kind>/batch-<name>.jsonl``, replacing any
@@ -153,7 +155,7 @@ class DeadLetterQueue:
             for stale in self.directory.glob(f"*/{filename}"):
                 if stale.parent.name not in groups:
                     stale.unlink()  # the re-run found nothing of this kind: drop the old letters
-                    _fsync_dir(stale.parent)
+                    fsync_dir(stale.parent)
         return sum(len(lines) for lines in groups.values())
 
     def replay(self, validate_fn: Validator, sink: Sink, kinds: Iterable[str] | None = None) -> ReplayReport:
@@ -202,7 +204,7 @@ class DeadLetterQueue:
         for path in sorted(changed):
             if not kept[path]:
                 path.unlink()
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
             else:
                 replace_file(path, kept[path])
         report.replayed += len(records)
@@ -264,7 +266,7 @@ class DeadLetterQueue:
         path = self.directory / kind
         if not path.is_dir():
             path.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         return path
 
     def _files(self, kind: str | None) -> list[Path]:
@@ -297,24 +299,3 @@ def _letter_or_none(raw: bytes) -> DeadLetter | None:
         return None
 
 
-def replace_file(path: Path, lines: Iterable[bytes]) -> None:
-    """Atomically make ``path`` hold exactly ``lines`` (tmp file, fsync, rename, fsync dir).
-
-    Readers see the old or the new content, never a mix; the temporary file starts with "."
-    and ends in ".tmp", so globs for ``*.jsonl`` never pick it up.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.writelines(lines)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -6,10 +6,10 @@ lets the CLI and tests run any task without Airflow.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from blink import config
@@ -19,78 +19,32 @@ log = logging.getLogger("blink.jobs")
 TIMINGS = "task_seconds.json"
 
 
-def _ingest(cfg: config.Config, run: Run) -> Any:
-    from jobs import ingest, spark
-
-    return ingest.run(spark.session(cfg), cfg, run)
-
-
-def _validate(cfg: config.Config, run: Run) -> Any:
-    from jobs import validate
-
-    return validate.run(cfg, run)
-
-
-def _features(cfg: config.Config, run: Run) -> Any:
-    from jobs import features, spark
-
-    return features.run(spark.session(cfg), cfg, run)
-
-
-def _embeddings(cfg: config.Config, run: Run) -> Any:
-    from jobs import embeddings, spark
-
-    return embeddings.run(spark.session(cfg), cfg, run)
-
-
-def _index(cfg: config.Config, run: Run) -> Any:
-    from jobs import index
-
-    return index.run(cfg, run)
-
-
-def _session(cfg: config.Config, run: Run) -> Any:
-    from jobs import session_model, spark
-
-    return session_model.run(spark.session(cfg), cfg, run)
-
-
-def _ranker(cfg: config.Config, run: Run) -> Any:
-    from jobs import ranker, spark
-
-    return ranker.run(spark.session(cfg), cfg, run)
-
-
-def _evaluate(cfg: config.Config, run: Run) -> Any:
-    from jobs import evaluate, publish, spark
-
-    return evaluate.run(spark.session(cfg), cfg, run, publish.published_dir(cfg))
-
-
-def _head(cfg: config.Config, run: Run) -> Any:
-    from jobs import head
-
-    return head.run(cfg, run)
-
-
-def _precompute(cfg: config.Config, run: Run) -> Any:
-    from jobs import precompute, spark
-
-    return precompute.run(spark.session(cfg), cfg, run)
-
-
-def _publish(cfg: config.Config, run: Run) -> Any:
-    from jobs import publish
-
-    timings = run.artifact_dir / TIMINGS
-    return publish.run(cfg, run, json.loads(timings.read_text()) if timings.exists() else {})
-
-
-TASKS: dict[str, Callable[[config.Config, Run], Any]] = {
-    "ingest": _ingest, "validate": _validate, "features": _features, "embeddings": _embeddings,
-    "index": _index, "session": _session, "ranker": _ranker, "evaluate": _evaluate, "head": _head,
-    "precompute": _precompute, "publish": _publish,
+# name -> (module in jobs/, does its run() take a SparkSession first?). Modules are imported
+# when the task runs, so importing this file (or parsing the DAG) stays cheap.
+TASKS: dict[str, tuple[str, bool]] = {
+    "ingest": ("ingest", True), "validate": ("validate", False), "features": ("features", True),
+    "embeddings": ("embeddings", True), "index": ("index", False), "session": ("session_model", True),
+    "ranker": ("ranker", True), "evaluate": ("evaluate", True), "head": ("head", False),
+    "precompute": ("precompute", True), "publish": ("publish", False),
 }
+
+
+def _call(name: str, cfg: config.Config, run: Run) -> Any:
+    module_name, needs_spark = TASKS[name]
+    module = importlib.import_module(f"jobs.{module_name}")
+    args: list[Any] = [cfg, run]
+    if needs_spark:
+        from jobs import spark
+
+        args.insert(0, spark.session(cfg))
+    if name == "evaluate":  # compares with the version serving now
+        from jobs.publish import published_dir
+
+        args.append(published_dir(cfg))
+    elif name == "publish":  # the manifest records every task's duration
+        timings = run.artifact_dir / TIMINGS
+        args.append(json.loads(timings.read_text()) if timings.exists() else {})
+    return module.run(*args)
 
 
 def run_task(name: str, context: dict[str, Any]) -> Any:
@@ -102,7 +56,7 @@ def run_task(name: str, context: dict[str, Any]) -> Any:
 
 def run_named(name: str, cfg: config.Config, run: Run) -> Any:
     started = time.perf_counter()
-    result = TASKS[name](cfg, run)
+    result = _call(name, cfg, run)
     seconds = round(time.perf_counter() - started, 2)
     timings_path = run.artifact_dir / TIMINGS
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}

@@ -52,12 +52,12 @@ def files_for(landing: Path, lake: Path, table: str, interval_id: str) -> list[P
 
 
 def mark_taken(lake: Path, table: str, files: list[Path], interval_id: str) -> None:
-    from jobs.stream import _atomic_write
+    from blink.files import write_text
 
     path = manifest_path(lake)
     taken = json.loads(path.read_text()) if path.exists() else {}
     taken.update({f"{table}/{p.name}": interval_id for p in files})
-    _atomic_write(path, json.dumps(taken, indent=0, sort_keys=True))
+    write_text(path, json.dumps(taken, indent=0, sort_keys=True))
 
 
 def _json_lines(spark: Any, path: Path) -> Any:

@@ -13,12 +13,12 @@ Ingest then validates landing files into the lake and drops duplicate event ids.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from blink.files import write_text
 from blink.keys import EVENTS, Keys
 
 PAGE = 10_000
@@ -26,16 +26,6 @@ PAGE = 10_000
 
 def checkpoint_path(lake: Path) -> Path:
     return lake / "_checkpoints" / "events_stream.json"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def drain(client: redis.Redis, keys: Keys, landing: Path, lake: Path) -> dict[str, Any]:
@@ -55,8 +45,8 @@ def drain(client: redis.Redis, keys: Keys, landing: Path, lake: Path) -> dict[st
     if not lines:
         return {"drained": 0, "checkpoint": start}
     name = f"stream-from-{start.replace('-', '_')}.jsonl"
-    _atomic_write(landing / "events" / name, "\n".join(lines) + "\n")
-    _atomic_write(ckpt, json.dumps({"last_id": last, "file": name, "count": len(lines)}))
+    write_text(landing / "events" / name, "\n".join(lines) + "\n")
+    write_text(ckpt, json.dumps({"last_id": last, "file": name, "count": len(lines)}))
     return {"drained": len(lines), "checkpoint": last, "file": name}
 
 
