@@ -160,10 +160,12 @@ def run_dag(logical_date: str | None) -> None:
                 console.print(f"  [green]done[/] {m.group(1)}  ({time.perf_counter() - started:.0f}s)")
                 status.update(f"running recs_hourly... {len(done)}/{len(TASK_NAMES)} tasks")
         code = proc.wait()
-    if code != 0 or state != "success":
+    # "success" with fewer tasks done happens when Airflow skips them (e.g. a date before start_date)
+    if code != 0 or state != "success" or len(done) < len(TASK_NAMES):
         errors = [ln for ln in log_path.read_text().splitlines() if "error" in ln.lower()][-15:]
         console.print("\n".join(ln[:400] for ln in errors))
-        raise click.ClickException(f"recs_hourly ended with state={state} (exit {code}); "
+        raise click.ClickException(f"recs_hourly ended with state={state}, {len(done)} of {len(TASK_NAMES)} tasks "
+                                   f"done (exit {code}); "
                                    f"the previously published version keeps serving. Full log: {log_path}")
     console.print(f"[green]recs_hourly finished[/] in {time.perf_counter() - started:.0f}s; log: {log_path}")
 
