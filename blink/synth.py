@@ -117,13 +117,19 @@ def generate(size: str = "tiny", seed: int = 7, end_ms: int | None = None) -> Da
     s_start = np.minimum(s_start, end_ms - HOUR_MS)
     s_len = rng.geometric(1.0 / spec.events_per_session, size=n_sess)
     s_anon = rng.random(n_sess) < 0.05
+    # A quarter of sessions drift: from half-way on they focus on a second category.
+    s_cat2 = (rng.random((n_sess, 1)) < cum).argmax(axis=1)
+    s_cat2 = np.where(s_cat2 == s_cat, rng.choice(spec.categories, size=n_sess, p=cat_weights), s_cat2)
+    s_switch = rng.random(n_sess) < 0.25
 
     # Events: each picks the session's category (80 %) or any category, then the best of
     # 8 popularity-sampled items of it by affinity to the user (Gumbel-max).
     e_sess = np.repeat(np.arange(n_sess), s_len)
     n_ev = len(e_sess)
     e_user = s_user[e_sess]
-    e_cat = np.where(rng.random(n_ev) < 0.8, s_cat[e_sess], rng.choice(spec.categories, size=n_ev, p=cat_weights))
+    step = np.arange(n_ev) - np.repeat(np.cumsum(s_len) - s_len, s_len)  # position in session
+    focus = np.where(s_switch[e_sess] & (step >= s_len[e_sess] // 2), s_cat2[e_sess], s_cat[e_sess])
+    e_cat = np.where(rng.random(n_ev) < 0.8, focus, rng.choice(spec.categories, size=n_ev, p=cat_weights))
     order = np.argsort(item_cat, kind="stable")
     bounds = np.searchsorted(item_cat[order], np.arange(spec.categories + 1))
     cum_pop = np.zeros(spec.items)
@@ -144,7 +150,6 @@ def generate(size: str = "tiny", seed: int = 7, end_ms: int | None = None) -> Da
         affinity = np.einsum("nkd,nd->nk", item_vec[cand], user_vec[e_user[lo:hi]])
         pick = (2.0 * affinity + rng.gumbel(size=affinity.shape)).argmax(axis=1)
         e_item[lo:hi] = cand[np.arange(hi - lo), pick]
-    step = np.arange(n_ev) - np.repeat(np.cumsum(s_len) - s_len, s_len)  # position in session
     e_ts = s_start[e_sess] + step * rng.integers(10_000, 180_000, size=n_ev)
     e_ts = np.minimum(e_ts, end_ms - 1)
     types = np.array(list(EVENT_TYPES_WEIGHTS))
