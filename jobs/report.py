@@ -22,6 +22,7 @@ from jobs.evaluate import EVAL_FILE, SYSTEMS, describe_targets, targets
 from jobs.index import TUNING_FILE
 
 IMPORTANCE_FILE = "ranker_importance.json"  # written by jobs.ranker
+SESSION_FILE = "session_eval.json"  # written by jobs.session_model (not imported: it needs torch)
 REPORT_JSON = "report.json"
 TOP_FEATURES = 25
 BUCKETS = ("all", "head", "tail", "new")
@@ -41,6 +42,7 @@ def write_report(artifact_dir: Path, out_dir: Path) -> Path:
     checks = evaluation.get("targets") or targets(evaluation["table"], k)
     importance = _optional_json(artifact_dir / IMPORTANCE_FILE) or []
     tuning = _optional_json(artifact_dir / TUNING_FILE)
+    session = _optional_json(artifact_dir / SESSION_FILE)
     target_dir = out_dir / version
     target_dir.mkdir(parents=True, exist_ok=True)
 
@@ -50,10 +52,10 @@ def write_report(artifact_dir: Path, out_dir: Path) -> Path:
 
     summary = {"version": version, "k": k, "table": evaluation["table"], "targets": checks,
                "gate": evaluation.get("gate", {}), "ranker_importance": importance[:TOP_FEATURES],
-               "retrieval_tuning": tuning}
+               "retrieval_tuning": tuning, "session": session}
     (target_dir / REPORT_JSON).write_text(json.dumps(summary, indent=1))
     page = _page(version, k, evaluation, checks, plots, importance[:TOP_FEATURES], importance_png,
-                 tuning, tuning_png)
+                 tuning, tuning_png, session)
     (target_dir / "index.html").write_text(page)
     write_index(out_dir)
     return target_dir / "index.html"
@@ -172,7 +174,7 @@ def _flag(ok: Any, yes: str = "met", no: str = "missed") -> str:
 
 def _page(version: str, k: int, evaluation: dict[str, Any], checks: dict[str, Any], plots: dict[str, str],
           importance: list[list[Any]], importance_png: str | None, tuning: dict[str, Any] | None,
-          tuning_png: str | None) -> str:
+          tuning_png: str | None, session: dict[str, Any] | None = None) -> str:
     gate = evaluation.get("gate", {})
     parts = [f"<h1>Offline evaluation of {html.escape(version)}</h1>",
              "<p><a href='../index.html'>all versions</a> · <a href='report.json'>report.json</a></p>",
@@ -195,7 +197,21 @@ def _page(version: str, k: int, evaluation: dict[str, Any], checks: dict[str, An
         parts.append(_tuning_section(tuning, tuning_png))
     else:
         parts.append("<p>No retrieval tuning for this version (retrieval_tuning.json missing).</p>")
+    parts.append(_session_section(session))
     return _html(f"Blink evaluation {version}", "\n".join(parts))
+
+
+def _session_section(session: dict[str, Any] | None) -> str:
+    """Next-item HR/MRR of the session GRU against co-occurrence and popularity."""
+    if not session:
+        return "<h2>Sessions: next item</h2><p>No session evaluation (session_eval.json missing).</p>"
+    k = session["k"]
+    rows = "".join(
+        f"<tr><td class=l>{html.escape(name)}</td><td>{m[f'hr@{k}']:.4f}</td><td>{m[f'mrr@{k}']:.4f}</td>"
+        f"<td>{m['predictions']}</td></tr>" for name, m in session["table"].items())
+    return (f"<h2>Sessions: next item</h2><p>{session['test_sessions']} test-window sessions, GRU trained on "
+            f"{session['train_sessions']} earlier ones.</p><table><tr><th class=l>system</th><th>HR@{k}</th>"
+            f"<th>MRR@{k}</th><th>predictions</th></tr>{rows}</table>")
 
 
 def _eval_table(table: dict[str, Any], k: int) -> str:

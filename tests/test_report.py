@@ -174,3 +174,14 @@ def test_evaluate_writes_the_report_before_the_gate_blocks(tmp_path: Path, monke
     assert page.exists() and "NOT published" in page.read_text()
     saved = json.loads((run.artifact_dir / EVAL_FILE).read_text())
     assert saved["targets"]["by_bucket"]["all"]["ndcg_gain_met"] is True
+
+
+def test_report_includes_the_session_evaluation(tmp_path: Path) -> None:
+    directory = artifact(tmp_path)
+    (directory / "session_eval.json").write_text(json.dumps({
+        "k": 20, "train_sessions": 900, "test_sessions": 120,
+        "table": {"session_gru": {"hr@20": 0.5123, "mrr@20": 0.2, "predictions": 400},
+                  "cooccurrence": {"hr@20": 0.37, "mrr@20": 0.17, "predictions": 400},
+                  "popularity": {"hr@20": 0.18, "mrr@20": 0.05, "predictions": 400}}}))
+    page = write_report(directory, tmp_path / "out").read_text()
+    assert "Sessions: next item" in page and "0.5123" in page and "cooccurrence" in page

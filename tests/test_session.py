@@ -115,3 +115,13 @@ def test_updater_groups_a_batch_by_session_in_time_order(encoder: SessionEncoder
     SessionUpdater(sessions, lambda: FakeModel(encoder))(batch)
     assert np.allclose(sessions.get("a").h, encoder.encode(ITEMS[[1, 2, 3]]), atol=1e-6)  # type: ignore[union-attr]
     assert sessions.get("b").items == ["i5", "i6"]  # type: ignore[union-attr]
+
+
+def test_serving_never_imports_torch() -> None:
+    """The session GRU runs in NumPy at serve time: importing the app must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, serving.app, serving.router, blink.session_store; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
