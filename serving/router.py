@@ -99,7 +99,8 @@ class Router:
         encoder = pipe.model.session
         live = state is not None and encoder is not None and state.n > 0 and state.version == encoder.version
         if cached is not None and not live:
-            items = [(i, s) for i, s in cached if i not in set(consumed)][:k]
+            skip = set(consumed)
+            items = [(i, s) for i, s in cached if i not in skip][:k]
             return Answer(user_id, _items(items), "head", version, stages_ms=stages)
         if not live and pipe.user_position(user_id) is None:
             return self._fallback(user_id, k, version, "no history for this user", stages, consumed)
