@@ -123,6 +123,11 @@ class Model:
             session=SessionEncoder.load(directory) if (directory / SESSION_WEIGHTS).exists() else None,
         )
 
+    def consumed(self, user_id: str) -> list[str]:
+        """Item ids the user consumed before as_of (empty for an unknown user)."""
+        pos = self.user_index.get(user_id)
+        return [] if pos is None else [str(self.item_ids[j]) for j in self.history[pos]]
+
     def item_vector(self, item_id: str) -> np.ndarray | None:
         pos = self.item_index.get(item_id)
         return None if pos is None else self.item_vectors[pos]

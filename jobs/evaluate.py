@@ -51,7 +51,7 @@ def score_users(directory: str, as_of_ms: int, k: int, candidates: int,
     for user_id, truth_list in rows:
         truth = set(truth_list)
         pos = pipe.model.user_index.get(user_id)
-        seen = [str(pipe.model.item_ids[j]) for j in pipe.model.history[pos]] if pos is not None else []
+        seen = pipe.model.consumed(user_id)
         popular = [i for i, _ in pipe.trending(k, exclude=seen)]
         lists = {"popularity": popular}
         if pipe.user_position(user_id) is None:
@@ -94,8 +94,7 @@ def run(spark: Any, cfg: Config, interval: Run, published_dir: Path | None) -> d
     # Only items first seen in the test window count: re-consumption is filtered at serve time.
     rows_in = []
     for user, items in truth.items():
-        pos = model.user_index.get(user)
-        seen = {str(model.item_ids[j]) for j in model.history[pos]} if pos is not None else set()
+        seen = set(model.consumed(user))
         fresh = sorted(set(items) - seen)
         if fresh:
             rows_in.append((user, fresh))

@@ -85,8 +85,7 @@ def _quality_gate(cfg: Config, interval: Run) -> None:
     lists = pd.read_parquet(interval.artifact_dir / LISTS_FILE)
     model = cached_model(str(interval.artifact_dir), "serve", False)
     wanted = set(lists["user_id"])
-    history = {u: {str(model.item_ids[j]) for j in model.history[p]}
-               for u, p in model.user_index.items() if u in wanted}
+    history = {u: set(model.consumed(u)) for u in wanted}
     k = min(cfg.serving.max_k, cfg.head.list_length)
     frame = quality.recommendations_frame(lists, history, k, interval.version)
     result = quality.validate_frame(frame, "recommendations", f"recommendations-{interval.interval_id}",

@@ -146,9 +146,7 @@ class Router:
                   stages: dict[str, float], consumed: list[str] | None = None) -> Answer:
         pipe = self.registry.pipeline
         assert pipe is not None
-        pos = pipe.model.user_index.get(user_id)
-        seen = [str(pipe.model.item_ids[j]) for j in pipe.model.history[pos]] if pos is not None else []
-        seen += consumed or []
+        seen = pipe.model.consumed(user_id) + (consumed or [])
         return Answer(user_id, _items(pipe.trending(k, exclude=seen)), "fallback", version,
                       reason=reason, stages_ms=stages)
 

@@ -160,7 +160,8 @@ def test_evaluate_writes_the_report_before_the_gate_blocks(tmp_path: Path, monke
 
     rows = [row(f"u{j}", "known", float(j), 0.4) for j in range(10)] + [row("n0", "new", 0.0, 0.1)]
     monkeypatch.setattr(evaluate.labels, "window", lambda *a: {r["user"]: ["i9"] for r in rows})
-    model = SimpleNamespace(user_index={}, item_ids=np.array([f"i{j}" for j in range(50)]), history=[])
+    model = SimpleNamespace(user_index={}, item_ids=np.array([f"i{j}" for j in range(50)]), history=[],
+                            consumed=lambda user: [])
     monkeypatch.setattr(evaluate, "cached_model", lambda *a: model)
     monkeypatch.setattr(evaluate, "map_partitions", lambda spark, items, fn: rows)
     published = tmp_path / "published"
