@@ -23,7 +23,7 @@ prereq:
 	@bash scripts/check_prereqs.sh
 
 demo: $(STAMP)
-	$(BIN)/python -m blink.demo --size $(SIZE)
+	$(BIN)/python -m tools.demo --size $(SIZE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from blink.errors import ConfigError
+from blink.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "BLINK_"
@@ -60,10 +61,21 @@ class SplitConfig(Section):
 
 
 class EmbeddingsConfig(Section):
-    dim: int = Field(32, ge=2, le=512)
-    iterations: int = Field(10, ge=1)
-    reg: float = Field(0.05, gt=0)
-    alpha: float = Field(20.0, gt=0)
+    """ALS (implicit, CPU). The grid_* lists are tried on a validation cut; empty = the single value."""
+
+    dim: int = Field(32, ge=2, le=512, description="factors when grid_factors is empty")
+    iterations: int = Field(15, ge=1)
+    reg: float = Field(0.1, gt=0, description="regularization when grid_regularization is empty")
+    alpha: float = Field(1.0, gt=0, description="confidence scale when grid_alpha is empty")
+    grid_factors: list[int] = Field(default_factory=lambda: [32, 64])
+    grid_regularization: list[float] = Field(default_factory=lambda: [0.1, 1.0])
+    grid_alpha: list[float] = Field(default_factory=lambda: [1.0, 5.0, 20.0])
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0, "rating": 3.0},
+        description="implicit confidence per event type (a rating with a value weighs its value)")
+    min_rating: float | None = Field(3.5, description="tried as a threshold: ratings below it do not count")
+    tune_weighting: bool = Field(True, description="also try binary weights and the rating threshold")
+    threads: int = Field(2, ge=1, description="ALS threads")
 
 
 class RetrievalConfig(Section):
@@ -124,6 +136,16 @@ class QualityConfig(Section):
     window_hours: int = Field(24, ge=1, description="newest hours of events each run validates")
 
 
+class CandidatesConfig(Section):
+    """The candidate sources besides the ANN neighbours (retrieval.candidates), and co-visitation."""
+
+    covisit_candidates: int = Field(100, ge=0, le=5000, description="co-visited items per request")
+    popular_candidates: int = Field(50, ge=0, le=5000, description="trending items per request")
+    covisit_window: int = Field(5, ge=1, le=50, description="events after an item that count as co-visits")
+    covisit_max_gap_hours: float = Field(24.0, gt=0, description="co-visits further apart do not count")
+    covisit_top_n: int = Field(50, ge=1, le=1000, description="co-visited items kept per item")
+
+
 class Config(Section):
     """The whole configuration. Build it with :func:`load`."""
 
@@ -143,10 +165,16 @@ class Config(Section):
     eval: EvalConfig = EvalConfig()
     quality: QualityConfig = QualityConfig()
     session: SessionConfig = SessionConfig()
+    candidates: CandidatesConfig = CandidatesConfig()
 
     @property
     def var(self) -> Path:
         return self.paths.resolved()
+
+    @property
+    def layout(self) -> Layout:
+        """The directories under ``var/`` (see blink/layout.py)."""
+        return Layout(self.var)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -54,3 +54,44 @@ class ContractViolation(BlinkError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors))
         self.errors = errors
+
+
+class DeadlineExceeded(BlinkError):
+    """The model path ran past the request's deadline; the router answers from the fallback."""
+
+    status = 504
+
+
+class UnknownVersion(NotFound):
+    """A model version asked for is not in the store."""
+
+
+# Batch layer: a job stops with one of these, the DAG run fails, and the previously published
+# version keeps serving.
+
+
+class InsufficientData(BlinkError):
+    """The data cannot support this step (too little history before a cut-off, no positives).
+
+    The message names the window or setting to change.
+    """
+
+    status = 422
+
+
+class DataQualityError(BlinkError):
+    """A Great Expectations suite failed; the message lists the failed expectations and Data Docs."""
+
+    status = 422
+
+
+class GateFailed(BlinkError):
+    """The new model is worse than the published one (or the best baseline): not published."""
+
+    status = 409
+
+
+class DatasetError(BlinkError):
+    """An importer's input is missing or not in the layout it expects; the message says which."""
+
+    status = 400

@@ -22,18 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from blink.features import ITEM_FEATURES, USER_FEATURES
+from blink import layout
+from blink.candidates import CoVisitTable
+from blink.feature_matrix import ITEM_FEATURES, USER_FEATURES
 from blink.retrieval import Retriever
-from blink.session import WEIGHTS as SESSION_WEIGHTS
 from blink.session import SessionEncoder
-
-EMBEDDINGS = "embeddings.npz"
-RANKER = "ranker.ubj"
-MANIFEST = "manifest.json"
-
-
-def features_dir(directory: Path, as_of: str) -> Path:
-    return directory / "features" / as_of
 
 
 def per_category(column: pd.Series, n_categories: int) -> np.ndarray:
@@ -67,21 +60,28 @@ class Model:
     # user_category_share; None for a model built without it (features then NaN).
     user_category_hours: np.ndarray | None = None
     session: SessionEncoder | None = None  # the session GRU, when the version has one
+    covisit: CoVisitTable | None = None  # the co-visitation candidate source
+    recent: list[np.ndarray] = field(default_factory=list)  # per user: item positions, newest first
     item_index: dict[str, int] = field(default_factory=dict)
     user_index: dict[str, int] = field(default_factory=dict)
+    trending_positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     def __post_init__(self) -> None:
         self.item_index = {str(i): j for j, i in enumerate(self.item_ids)}
         self.user_index = {u: j for j, u in enumerate(self.user_ids)}
+        if len(self.recent) != len(self.user_ids):  # a model built without recency: none known
+            self.recent = [np.empty(0, np.int64)] * len(self.user_ids)
+        self.trending_positions = np.asarray(
+            [self.item_index[i] for i, _ in self.trending if i in self.item_index], np.int64)
 
     @classmethod
     def load(cls, directory: Path, as_of: str = "serve", *, retriever: bool = True,
              ranker: bool = True) -> Model:
-        emb = np.load(directory / EMBEDDINGS, allow_pickle=False)
+        emb = np.load(directory / layout.EMBEDDINGS, allow_pickle=False)
         item_ids = emb["item_ids"].astype(str)
         item_vectors = emb["item_vectors"].astype(np.float32)
         item_index = {i: j for j, i in enumerate(item_ids)}
-        fdir = features_dir(directory, as_of)
+        fdir = layout.features_dir(directory, as_of)
         meta = json.loads((fdir / "meta.json").read_text())
         categories: list[str] = meta["categories"]
         cat_index = {c: j for j, c in enumerate(categories)}
@@ -91,27 +91,32 @@ class Model:
         item_category = np.array([cat_index.get(c, len(categories)) for c in items["category"]], np.int64)
 
         users = pd.read_parquet(fdir / "users.parquet")
-        als_users = {u: j for j, u in enumerate(emb["user_ids"].astype(str))}
+        # Users folded in at this cut-off when the embeddings task wrote them, else the train fit.
+        folded = layout.user_vectors(directory, as_of)
+        users_npz = np.load(folded, allow_pickle=False) if folded.exists() else emb
+        als_users = {u: j for j, u in enumerate(users_npz["user_ids"].astype(str))}
         user_ids = list(users["user_id"])
         user_features = users[[f.name for f in USER_FEATURES]].to_numpy(np.float32, na_value=np.nan)
         share = per_category(users["category_share"], len(categories))
         hours = per_category(users["category_hours"], len(categories))
         history = [np.array([item_index[i] for i in h if i in item_index], np.int64)
                    for h in users["history"]]
+        recent = ([np.array([item_index[i] for i in r if i in item_index], np.int64) for r in users["recent"]]
+                  if "recent" in users.columns else [])
         user_vectors = np.full((len(users), item_vectors.shape[1]), np.nan, np.float32)
         for pos, uid in enumerate(user_ids):
             if uid in als_users:
-                user_vectors[pos] = emb["user_vectors"][als_users[uid]]
+                user_vectors[pos] = users_npz["user_vectors"][als_users[uid]]
             elif len(history[pos]):
                 # Fold-in: a user who arrived after the embeddings were fitted is the mean of
                 # what they touched, which lives in the same vector space.
                 user_vectors[pos] = item_vectors[history[pos]].mean(axis=0)
 
         booster = None
-        if ranker and (directory / RANKER).exists():
+        if ranker and (directory / layout.RANKER).exists():
             import xgboost as xgb
 
-            booster = xgb.Booster(model_file=str(directory / RANKER))
+            booster = xgb.Booster(model_file=str(directory / layout.RANKER))
             booster.set_param({"nthread": 1})  # one request = one thread; workers give parallelism
         return cls(
             version=directory.name, as_of_ms=int(meta["as_of_ms"]), item_ids=item_ids,
@@ -120,7 +125,8 @@ class Model:
             user_features=user_features, user_category_share=share, user_category_hours=hours, history=history,
             trending=[(str(i), float(s)) for i, s in meta["trending"]],
             retriever=Retriever.load(directory) if retriever else None, booster=booster,
-            session=SessionEncoder.load(directory) if (directory / SESSION_WEIGHTS).exists() else None,
+            session=SessionEncoder.load(directory) if (directory / layout.SESSION_WEIGHTS).exists() else None,
+            covisit=_covisit(fdir / layout.COVISITATION, item_index), recent=recent,
         )
 
     def consumed(self, user_id: str) -> list[str]:
@@ -131,3 +137,18 @@ class Model:
     def item_vector(self, item_id: str) -> np.ndarray | None:
         pos = self.item_index.get(item_id)
         return None if pos is None else self.item_vectors[pos]
+
+
+def _covisit(path: Path, item_index: dict[str, int]) -> CoVisitTable | None:
+    """The co-visitation table of one cut-off, restricted to items the model knows."""
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for item, nbrs, scores in zip(frame["item_id"], frame["neighbours"], frame["scores"], strict=True):
+        if item not in item_index:
+            continue
+        keep = [(item_index[n], s) for n, s in zip(nbrs, scores, strict=True) if n in item_index]
+        rows[item_index[item]] = (np.asarray([p for p, _ in keep], np.int64),
+                                  np.asarray([s for _, s in keep], np.float32))
+    return CoVisitTable.from_lists(len(item_index), rows)

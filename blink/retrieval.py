@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from blink import layout
 from blink.config import RetrievalConfig
-
-INDEX_DIR = "scann"
+from blink.errors import ConfigError
 
 
 class Retriever:
@@ -52,7 +52,7 @@ class Retriever:
         return Retriever(searcher, n, params)
 
     def save(self, directory: Path) -> None:
-        path = directory / INDEX_DIR
+        path = directory / layout.INDEX_DIR
         path.mkdir(parents=True, exist_ok=True)
         self._searcher.serialize(str(path))  # type: ignore[attr-defined]
         (path / "blink.json").write_text(json.dumps({"n_items": self.n_items, "params": self.params}))
@@ -61,7 +61,7 @@ class Retriever:
     def load(directory: Path) -> Retriever:
         import scann
 
-        path = directory / INDEX_DIR
+        path = directory / layout.INDEX_DIR
         meta = json.loads((path / "blink.json").read_text())
         _relocate_assets(path)
         searcher = scann.scann_ops_pybind.load_searcher(str(path))
@@ -108,16 +108,17 @@ class Retriever:
         from scann.proto import scann_pb2
 
         if self.params["kind"] != "tree_ah":
-            raise ValueError(f"only a tree index has search defaults to set, not {self.params['kind']}")
+            raise ConfigError(f"only a tree index has search defaults to set, not {self.params['kind']}")
         self.save(directory)
-        path = directory / INDEX_DIR / "scann_config.pb"
+        path = directory / layout.INDEX_DIR / "scann_config.pb"
         config = scann_pb2.ScannConfig()
         config.ParseFromString(path.read_bytes())
         config.partitioning.query_spilling.max_spill_centers = leaves_to_search
         config.exact_reordering.approx_num_neighbors = max(reorder, config.num_neighbors)
         path.write_bytes(config.SerializeToString())
         params = {**self.params, "leaves_to_search": leaves_to_search, "reorder": reorder}
-        (directory / INDEX_DIR / "blink.json").write_text(json.dumps({"n_items": self.n_items, "params": params}))
+        meta = {"n_items": self.n_items, "params": params}
+        (directory / layout.INDEX_DIR / "blink.json").write_text(json.dumps(meta))
         return Retriever.load(directory)
 
     def search_with(self, query: np.ndarray, n: int, leaves_to_search: int = -1,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-WEIGHTS = "session_gru.npz"
+from blink import layout
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -37,12 +37,12 @@ class SessionEncoder:
 
     @classmethod
     def load(cls, directory: Path) -> SessionEncoder:
-        w = np.load(directory / WEIGHTS, allow_pickle=False)
+        w = np.load(directory / layout.SESSION_WEIGHTS, allow_pickle=False)
         return cls(*(w[k].astype(np.float32) for k in ("w_ih", "w_hh", "b_ih", "b_hh", "w_out", "b_out")),
                    version=str(w["version"]))
 
     def save(self, directory: Path) -> None:
-        np.savez(directory / WEIGHTS, w_ih=self.w_ih, w_hh=self.w_hh, b_ih=self.b_ih, b_hh=self.b_hh,
+        np.savez(directory / layout.SESSION_WEIGHTS, w_ih=self.w_ih, w_hh=self.w_hh, b_ih=self.b_ih, b_hh=self.b_hh,
                  w_out=self.w_out, b_out=self.b_out, version=np.array(self.version))
 
     def initial(self) -> np.ndarray:

@@ -121,21 +121,3 @@ class MemorySessions:
         if state.user_id:
             self.pointers[state.user_id] = session_id
         return state
-
-
-class SessionUpdater:
-    """Called with each batch of newly accepted events: one GRU step per event, per session."""
-
-    def __init__(self, sessions: RedisSessions | MemorySessions, model: Any) -> None:
-        self.sessions = sessions
-        self.model = model  # a callable returning the current Model (it may be hot-swapped)
-
-    def __call__(self, events: list[Mapping[str, Any]]) -> None:
-        model = self.model()
-        if model is None or model.session is None:
-            return
-        by_session: dict[str, list[Mapping[str, Any]]] = {}
-        for event in sorted(events, key=lambda e: int(e.get("timestamp") or 0)):
-            by_session.setdefault(str(event["session_id"]), []).append(event)
-        for session_id, batch in by_session.items():
-            self.sessions.update(session_id, batch, model.session, model.item_vector)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import redis
 
+from blink.errors import UnknownVersion
 from blink.keys import CURRENT_VERSION, HEAD, META, SIMILAR, TRENDING, USER_SESSION, VERSIONS, Keys
 
 Scored = list[tuple[str, float]]
@@ -110,7 +111,7 @@ class RedisStore:
     def switch(self, version: str) -> None:
         """Point readers at an already published version (rollback)."""
         if self.meta(version) is None:
-            raise KeyError(f"version {version} is not in the store; known: {self.versions()}")
+            raise UnknownVersion(f"version {version} is not in the store; known: {self.versions()}")
         self.r.set(self.k.global_(CURRENT_VERSION), version)
 
     def ping(self) -> bool:
@@ -167,7 +168,7 @@ class MemoryStore:
 
     def switch(self, version: str) -> None:
         if version not in self.data:
-            raise KeyError(f"version {version} is not in the store; known: {self.order}")
+            raise UnknownVersion(f"version {version} is not in the store; known: {self.order}")
         self.current = version
 
     def ping(self) -> bool:

@@ -16,7 +16,6 @@ import functools
 import json
 import math
 import numbers
-import re
 import reprlib
 import time
 from collections.abc import Callable, Mapping
@@ -29,21 +28,21 @@ from fastavro import parse_schema
 from fastavro.validation import validate as avro_valid
 
 from blink.errors import ContractViolation
+from contracts import ids
 
 Kind = Literal["event", "item", "user", "recommendation"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
-ID_FIELDS = frozenset({"event_id", "user_id", "session_id", "item_id"})
-MAX_ID_LEN = 128
+ID_FIELDS = frozenset({"event_id", "user_id", "session_id", "item_id"})  # checked by contracts.ids
+NON_NEGATIVE_FIELDS = frozenset({"price"})
+ITEMLESS_EVENT_TYPES = ("search",)  # the event types whose item_id may be null
 MIN_TIMESTAMP_MS = 631_152_000_000  # 1990-01-01T00:00:00Z: older data is a unit or clock bug
 MAX_SKEW_MS = 86_400_000  # accept clocks up to one day ahead, not more
 RATING_RANGE = (0.0, 10.0)
 # Epoch values this large are not milliseconds: their magnitude tells the unit the producer used.
 SECONDS_BELOW, MICROS_FROM, NANOS_FROM = 10**11, 10**14, 10**17
 
-# Unicode category Cc is exactly these two ranges; a regex is much faster than unicodedata.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MISSING = object()
 _repr = reprlib.Repr()  # short reprs: a rejected payload may be huge
@@ -105,22 +104,13 @@ def _pow10(n: int) -> str:
 
 
 def _id_rule(nullable: bool) -> Rule:
-    empty = "must not be empty" + (", send null if there is none" if nullable else "")
-
     def rule(v: Any, now_ms: int) -> str | None:
         if not isinstance(v, str):
             return None  # a type problem: the Avro check reports it
-        if not v:
-            return empty
-        if len(v) > MAX_ID_LEN:
-            return f"too long ({len(v)} characters), at most {MAX_ID_LEN} allowed"
-        bad = _CONTROL.search(v)
-        if bad:
-            return f"contains a control character (U+{ord(bad.group()):04X} at position " \
-                   f"{bad.start()}), remove it"
-        if v[0].isspace() or v[-1].isspace():
-            return "has leading or trailing whitespace, strip it"
-        return None
+        problem = ids.id_problem(v)
+        if problem == ids.EMPTY and nullable:
+            return f"{problem}, send null if there is none"
+        return problem
 
     return rule
 
@@ -165,11 +155,14 @@ def _non_negative(v: Any, now_ms: int) -> str | None:
 
 
 @dataclass(frozen=True)
-class _Field:
+class Field:
+    """One field of a contract, compiled from its Avro schema: what ``validate`` checks on it."""
+
     name: str
-    required: bool  # neither nullable nor defaulted
+    required: bool  # neither nullable nor defaulted: every valid record carries a value
     nullable: bool
     default: Any
+    main: Any  # the type without its null branch: "string", {"type": "enum", ...}
     avro: Any  # the field type parsed on its own ("string", a union, a dict), to pinpoint errors
     describe: str
     symbols: tuple[str, ...]  # allowed enum values, for the "unknown value" message
@@ -200,7 +193,7 @@ def _describe(t: Any) -> str:
     return _describe(t["type"])
 
 
-def _compile_field(f: dict[str, Any]) -> _Field:
+def _compile_field(f: dict[str, Any]) -> Field:
     branches = f["type"] if isinstance(f["type"], list) else [f["type"]]
     nullable = "null" in branches
     (main,) = [b for b in branches if b != "null"]  # our unions are all [null, X]
@@ -211,8 +204,7 @@ def _compile_field(f: dict[str, Any]) -> _Field:
             + json.dumps(f.get("default") if "default" in f else None)]
     if f["name"] in ID_FIELDS:
         rules.append(_id_rule(nullable))
-        docs.append(f"non-empty, at most {MAX_ID_LEN} characters, no control characters, "
-                    "no leading or trailing whitespace")
+        docs.append(ids.RULE)
     if isinstance(main, dict) and main.get("logicalType") == "timestamp-millis":
         rules.append(_timestamp_rule)
         docs.append(f"integer epoch milliseconds from {_iso(MIN_TIMESTAMP_MS)[:10]} to now + "
@@ -222,16 +214,17 @@ def _compile_field(f: dict[str, Any]) -> _Field:
     if base in ("double", "float"):
         rules.append(_finite_rule(nullable))
         docs.append("finite (no NaN or infinity)")
-    if f["name"] == "price":
+    if f["name"] in NON_NEGATIVE_FIELDS:
         rules.append(_non_negative)
         docs.append("not negative")
     if base == "enum":
         docs.append("any other value is rejected, listing the allowed ones")
-    return _Field(
+    return Field(
         name=f["name"],
         required=required,
         nullable=nullable,
         default=f.get("default"),
+        main=main,
         avro=parse_schema(f["type"]),
         describe=_describe(f["type"]),
         symbols=tuple(main["symbols"]) if base == "enum" else (),
@@ -241,11 +234,12 @@ def _compile_field(f: dict[str, Any]) -> _Field:
 
 
 @functools.cache
-def _fields(kind: Kind) -> tuple[_Field, ...]:
+def fields(kind: Kind) -> tuple[Field, ...]:
+    """The fields of ``kind``'s latest schema, in schema order, as ``validate`` checks them."""
     return tuple(_compile_field(f) for f in schema(kind)["fields"])
 
 
-def _type_problem(f: _Field, value: Any) -> str:
+def _type_problem(f: Field, value: Any) -> str:
     if f.symbols and isinstance(value, str):
         return f"{f.name}: unknown value {value!r}, allowed: {', '.join(f.symbols)}"
     return f"{f.name}: expected {f.describe}, got {_show(value)}"
@@ -257,9 +251,9 @@ def _type_problem(f: _Field, value: Any) -> str:
 def _event_rules(r: Mapping[str, Any], bad: set[str], now_ms: int) -> list[str]:
     out = []
     etype = r.get("event_type")
-    if r.get("item_id") is None and etype != "search" and "event_type" not in bad:
-        out.append(f"item_id: null is only allowed for event_type search, send the id of the "
-                   f"item of this {etype!r} event")
+    if r.get("item_id") is None and etype not in ITEMLESS_EVENT_TYPES and "event_type" not in bad:
+        out.append(f"item_id: null is only allowed for event_type {' or '.join(ITEMLESS_EVENT_TYPES)}, "
+                   f"send the id of the item of this {etype!r} event")
     value = r.get("value")
     if etype == "rating" and "value" not in bad:
         low, high = RATING_RANGE
@@ -279,7 +273,7 @@ def _recommendation_rules(r: Mapping[str, Any], bad: set[str], now_ms: int) -> l
     items = r.get("items")
     if "items" in bad or not isinstance(items, list):
         return out
-    array = next(f for f in _fields("recommendation") if f.name == "items")
+    array = next(f for f in fields("recommendation") if f.name == "items")
     for i, item in enumerate(items):
         # Point at the element: "items: expected array of ..." alone is no help in a long list.
         if not avro_valid([item], array.avro, raise_errors=False):
@@ -301,7 +295,7 @@ _RECORD_RULES: dict[str, Callable[[Mapping[str, Any], set[str], int], list[str]]
 # What the record rules above check, per field, in words (keep in step with the functions).
 _RECORD_RULE_DOCS: dict[str, dict[str, str]] = {
     "event": {
-        "item_id": "null only when event_type is search",
+        "item_id": f"null only when event_type is {' or '.join(ITEMLESS_EVENT_TYPES)}",
         "value": f"required when event_type is rating: {RATING_RANGE[0]:g} to {RATING_RANGE[1]:g}",
     },
     "recommendation": {
@@ -320,13 +314,13 @@ def validate(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -
     Each problem names the field and says how to fix it. ``now_ms`` (epoch ms) bounds
     timestamps from above; pass it when validating a batch so the answer is reproducible.
     """
-    fields = _fields(kind)
+    compiled = fields(kind)
     if not isinstance(record, Mapping):
         return [f"{kind}: expected a mapping of field names to values, got {_show(record)}"]
     now = int(time.time() * 1000) if now_ms is None else now_ms
     errors: list[str] = []
     bad: set[str] = set()
-    for f in fields:
+    for f in compiled:
         value = record.get(f.name, _MISSING)
         if value is _MISSING or value is None:
             if f.nullable or (value is _MISSING and not f.required):
@@ -346,7 +340,7 @@ def validate(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -
         errors += record_rules(record, bad, now)
     # One fast whole-record Avro check; only when it fails, find which fields are wrong.
     if not avro_valid(record, schema(kind), raise_errors=False):
-        for f in fields:
+        for f in compiled:
             value = record.get(f.name, f.default)
             if f.name not in bad and not avro_valid(value, f.avro, raise_errors=False):
                 errors.append(_type_problem(f, value))
@@ -359,7 +353,7 @@ def rules(kind: Kind) -> dict[str, list[str]]:
     """Field name -> what ``validate`` checks on it, in words (the "rule" column of the docs)."""
     extra = _RECORD_RULE_DOCS.get(kind, {})
     return {f.name: [*f.rule_docs, *([extra[f.name]] if f.name in extra else [])]
-            for f in _fields(kind)}
+            for f in fields(kind)}
 
 
 def check(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -> dict[str, Any]:
@@ -372,7 +366,7 @@ def check(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -> d
     if errors:
         raise ContractViolation(errors)
     out: dict[str, Any] = {}
-    for f in _fields(kind):
+    for f in fields(kind):
         value = record.get(f.name)
         # Copy mutable defaults so callers cannot change the schema's default by accident.
         out[f.name] = (f.default.copy() if isinstance(f.default, dict) else f.default) \

@@ -1,39 +1,43 @@
 """recs_hourly: Blink's batch layer, once an hour. Orchestration only: every task calls
-``jobs.entry.run_task`` and all heavy imports happen inside tasks, so parsing stays cheap."""
+``jobs.entry.run_task`` and all heavy imports happen inside tasks, so parsing stays cheap.
+
+The edges below are the data dependencies; ``jobs/tasks.py`` lists the same ones and
+tests/dags/test_dag_integrity.py checks that the two agree.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
+
+from jobs.tasks import BY_NAME
 
 DOC = """
 ### recs_hourly
 Validates the newest data, retrains the models and republishes recommendations.
 
-`ingest` (landing files -> contract check -> Parquet lake, rejects -> DLQ) ->
-`validate` (Great Expectations checkpoint, Data Docs in var/reports/) -> `features` ->
-`embeddings` (Spark ALS) -> `index` (ScaNN) -> `session` (GRU next-item model, PyTorch) ->
-`ranker` (XGBoost LTR) -> `evaluate`
-(offline metrics + publish gate) -> `head` (top users) -> `precompute` (Spark, the serving
-pipeline) -> `publish` (versioned Redis keys, then one atomic pointer switch).
+```
+ingest -> quality -> aggregates ----------------------------> ranker -> evaluate -> precompute -> publish
+                  \\-> embeddings -> index ---------------/                       /
+                                \\-> session_model ------/                       /
+                                 \\ (with aggregates) -> head -------------------/
+```
 
 Every task is idempotent for its data interval. A failure anywhere leaves the previously
 published version serving.
 """
 
-TASK_NAMES = ["ingest", "validate", "features", "embeddings", "index", "session", "ranker", "evaluate",
-              "head", "precompute", "publish"]
 
-
-def _make_task(name: str):  # noqa: ANN202 - returns an Airflow task decorator result
-    @task(task_id=name)
-    def step() -> dict:
+def _task(name: str) -> Any:  # an Airflow TaskFlow task whose id and doc come from jobs/tasks.py
+    @task(task_id=name, doc_md=BY_NAME[name].doc)
+    def step() -> dict[str, Any]:
         from jobs.entry import run_task
 
-        return run_task(name, get_current_context())
+        return run_task(name, get_current_context())  # type: ignore[no-any-return]
 
-    return step
+    return step()
 
 
 @dag(
@@ -49,12 +53,16 @@ def _make_task(name: str):  # noqa: ANN202 - returns an Airflow task decorator r
     tags=["blink"],
 )
 def recs_hourly() -> None:
-    previous = None
-    for name in TASK_NAMES:
-        current = _make_task(name)()
-        if previous is not None:
-            previous >> current
-        previous = current
+    ingest, quality, aggregates = _task("ingest"), _task("quality"), _task("aggregates")
+    embeddings, index, session_model = _task("embeddings"), _task("index"), _task("session_model")
+    ranker, evaluate, head = _task("ranker"), _task("evaluate"), _task("head")
+    precompute, publish = _task("precompute"), _task("publish")
+
+    ingest >> quality >> [aggregates, embeddings]
+    embeddings >> [index, session_model]
+    [aggregates, index, session_model] >> ranker >> evaluate
+    [aggregates, embeddings] >> head
+    [evaluate, head] >> precompute >> publish
 
 
 recs_hourly()

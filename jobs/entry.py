@@ -1,7 +1,8 @@
-"""The one entry point every DAG task calls: load config, derive the run, time the job.
+"""The one entry point every DAG task calls: load config, derive the interval, time the job.
 
-Keeping this out of the DAG file keeps parsing cheap (no Spark or model imports there) and
-lets the CLI and tests run any task without Airflow.
+Every job module has the same signature, ``run(cfg, interval) -> dict``, so this table-free
+entry needs no special case per task. Modules are imported when their task runs, so
+importing this file (or parsing the DAG) stays cheap.
 """
 
 from __future__ import annotations
@@ -12,53 +13,29 @@ import logging
 import time
 from typing import Any
 
-from blink import config
-from jobs.run import Run
+from blink import config, layout
+from blink.errors import ConfigError
+from jobs.interval import Interval
+from jobs.tasks import BY_NAME
 
 log = logging.getLogger("blink.jobs")
-TIMINGS = "task_seconds.json"
-
-
-# name -> (module in jobs/, does its run() take a SparkSession first?). Modules are imported
-# when the task runs, so importing this file (or parsing the DAG) stays cheap.
-TASKS: dict[str, tuple[str, bool]] = {
-    "ingest": ("ingest", True), "validate": ("validate", False), "features": ("features", True),
-    "embeddings": ("embeddings", True), "index": ("index", False), "session": ("session_model", True),
-    "ranker": ("ranker", True), "evaluate": ("evaluate", True), "head": ("head", False),
-    "precompute": ("precompute", True), "publish": ("publish", False),
-}
-
-
-def _call(name: str, cfg: config.Config, run: Run) -> Any:
-    module_name, needs_spark = TASKS[name]
-    module = importlib.import_module(f"jobs.{module_name}")
-    args: list[Any] = [cfg, run]
-    if needs_spark:
-        from jobs import spark
-
-        args.insert(0, spark.session(cfg))
-    if name == "evaluate":  # compares with the version serving now
-        from jobs.publish import published_dir
-
-        args.append(published_dir(cfg))
-    elif name == "publish":  # the manifest records every task's duration
-        timings = run.artifact_dir / TIMINGS
-        args.append(json.loads(timings.read_text()) if timings.exists() else {})
-    return module.run(*args)
 
 
 def run_task(name: str, context: dict[str, Any]) -> Any:
     """Run one task for the Airflow run in ``context``; returns a small JSON-able summary."""
     cfg = config.load()
-    run = Run.from_airflow(cfg, context)
-    return run_named(name, cfg, run)
+    return run_named(name, cfg, Interval.from_airflow(cfg, context))
 
 
-def run_named(name: str, cfg: config.Config, run: Run) -> Any:
+def run_named(name: str, cfg: config.Config, interval: Interval) -> Any:
+    """Run task ``name`` for ``interval`` and record its duration beside the artifacts."""
+    if name not in BY_NAME:
+        raise ConfigError(f"unknown task {name!r}; the tasks are {', '.join(BY_NAME)}")
+    module = importlib.import_module(f"jobs.{name}")
     started = time.perf_counter()
-    result = _call(name, cfg, run)
+    result = module.run(cfg, interval)
     seconds = round(time.perf_counter() - started, 2)
-    timings_path = run.artifact_dir / TIMINGS
+    timings_path = interval.artifact_dir / layout.TIMINGS
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     timings[name] = seconds
     timings_path.write_text(json.dumps(timings, indent=1))

@@ -22,31 +22,28 @@ from typing import Any
 
 import numpy as np
 
+from blink import layout
+from blink.candidates import SourceSizes
 from blink.config import Config
-from blink.errors import BlinkError
-from blink.features import USER_INDEX, Context
+from blink.errors import GateFailed
+from blink.feature_matrix import USER_INDEX, Context
 from jobs import labels
+from jobs.interval import Interval
 from jobs.metrics import mrr_at, ndcg_at, recall_at
-from jobs.run import Run
-from jobs.spark import cached_model, map_partitions
+from jobs.spark import cached_model, get_spark, map_partitions
 
 log = logging.getLogger(__name__)
 SYSTEMS = ("popularity", "retrieval", "two_stage")
-EVAL_FILE = "eval.json"
 NDCG_GAIN_TARGET = 0.05  # two-stage over retrieval only: relative NDCG@k gain (SPEC)
 RECALL_RATIO_TARGET = 2.0  # two-stage over popularity: recall@k ratio (SPEC)
 
 
-class GateFailed(BlinkError):
-    """The new model is worse than the published one beyond the tolerance: not published."""
-
-
-def score_users(directory: str, as_of_ms: int, k: int, candidates: int,
+def score_users(directory: str, as_of_ms: int, k: int, sizes: SourceSizes,
                 rows: Iterator[tuple[str, list[str]]]) -> Iterator[dict[str, Any]]:
     """Per user: the three systems' top-k and their metrics. Runs inside Spark workers."""
     from blink.pipeline import Pipeline
 
-    pipe = Pipeline(cached_model(directory, "eval"), candidates)
+    pipe = Pipeline(cached_model(directory, "eval"), sizes=sizes)
     ctx = Context(now_ms=as_of_ms)
     for user_id, truth_list in rows:
         truth = set(truth_list)
@@ -86,10 +83,18 @@ def summarise(rows: list[dict[str, Any]], n_items: int, head_fraction: float, k:
     return table
 
 
-def run(spark: Any, cfg: Config, interval: Run, published_dir: Path | None) -> dict[str, Any]:
+def run(cfg: Config, interval: Interval) -> dict[str, Any]:
+    """Score the new model and gate it against the version serving now."""
+    from jobs.publish import published_dir
+
+    return evaluate(get_spark(cfg), cfg, interval, published_dir(cfg))
+
+
+def evaluate(spark: Any, cfg: Config, interval: Interval, published_dir: Path | None) -> dict[str, Any]:
+    """Offline metrics on the test window, the report, then the gate (raises GateFailed)."""
     directory = str(interval.artifact_dir)
     k = cfg.eval.k
-    truth = labels.window(spark, str(cfg.var / "lake" / "events"), interval.as_of("eval"), interval.as_of("serve"))
+    truth = labels.window(spark, str(cfg.layout.table("events")), interval.as_of("eval"), interval.as_of("serve"))
     model = cached_model(directory, "eval")
     # Only items first seen in the test window count: re-consumption is filtered at serve time.
     rows_in = []
@@ -100,17 +105,17 @@ def run(spark: Any, cfg: Config, interval: Run, published_dir: Path | None) -> d
             rows_in.append((user, fresh))
     random.Random(5).shuffle(rows_in)
     rows_in = rows_in[: cfg.eval.max_users]
-    fn = partial(score_users, directory, interval.as_of("eval"), k, cfg.retrieval.candidates)
+    fn = partial(score_users, directory, interval.as_of("eval"), k, SourceSizes.from_config(cfg))
     rows = map_partitions(spark, rows_in, fn)
     table = summarise(rows, len(model.item_ids), cfg.head.user_fraction, k)
     report: dict[str, Any] = {"version": interval.version, "k": k, "table": table,
                               "targets": targets(table, k), "gate": gate(cfg, table, published_dir)}
-    (interval.artifact_dir / EVAL_FILE).write_text(json.dumps(report, indent=1))
+    (interval.artifact_dir / layout.EVAL).write_text(json.dumps(report, indent=1))
     log.info("evaluate: %s", json.dumps(report["table"].get("all")))
     log.info("evaluate targets: %s", describe_targets(report["targets"]))
     from jobs.report import write_report  # matplotlib: only where the report is drawn
 
-    report["report"] = str(write_report(interval.artifact_dir, cfg.var / "reports" / "eval"))
+    report["report"] = str(write_report(interval.artifact_dir, cfg.layout.eval_reports))
     if not report["gate"]["passed"]:
         raise GateFailed(f"{report['gate']['reason']} (report: {report['report']})")
     return report
@@ -156,9 +161,9 @@ def describe_targets(t: dict[str, Any]) -> str:
 def gate(cfg: Config, table: dict[str, Any], published_dir: Path | None) -> dict[str, Any]:
     key = f"ndcg@{cfg.eval.k}"
     new = table.get("all", {}).get("two_stage", {}).get(key, 0.0)
-    if published_dir is None or not (published_dir / EVAL_FILE).exists():
+    if published_dir is None or not (published_dir / layout.EVAL).exists():
         return {"passed": True, "reason": "no published model to compare with", "new": new}
-    old = json.loads((published_dir / EVAL_FILE).read_text())["table"]["all"]["two_stage"][key]
+    old = json.loads((published_dir / layout.EVAL).read_text())["table"]["all"]["two_stage"][key]
     floor = old * (1 - cfg.eval.tolerance)
     passed = new >= floor
     reason = (f"two-stage {key} {new:.4f} vs published {published_dir.name} {old:.4f} "

@@ -7,13 +7,13 @@ import logging
 
 import numpy as np
 
+from blink import layout
 from blink.config import Config
-from blink.features import USER_INDEX
-from jobs.run import Run
+from blink.feature_matrix import USER_INDEX
+from jobs.interval import Interval
 from jobs.spark import cached_model
 
 log = logging.getLogger(__name__)
-HEAD_FILE = "head_users.json"
 
 
 def select(events: np.ndarray, fraction: float) -> np.ndarray:
@@ -22,12 +22,12 @@ def select(events: np.ndarray, fraction: float) -> np.ndarray:
     return np.argsort(-events, kind="stable")[:n]
 
 
-def run(cfg: Config, interval: Run) -> dict[str, int]:
+def run(cfg: Config, interval: Interval) -> dict[str, int]:
     model = cached_model(str(interval.artifact_dir), "serve", False)
     personalisable = np.flatnonzero(~np.isnan(model.user_vectors[:, 0]))
     activity = model.user_features[personalisable, USER_INDEX["u_events"]]
     chosen = personalisable[select(activity, cfg.head.user_fraction)]
     users = [model.user_ids[j] for j in chosen]
-    (interval.artifact_dir / HEAD_FILE).write_text(json.dumps(users))
+    (interval.artifact_dir / layout.HEAD_USERS).write_text(json.dumps(users))
     log.info("head: %d of %d personalisable users", len(users), len(personalisable))
     return {"head_users": len(users), "personalisable_users": len(personalisable)}

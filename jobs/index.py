@@ -21,13 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from blink import layout
 from blink.config import Config, RetrievalConfig
-from blink.model import EMBEDDINGS
 from blink.retrieval import Retriever, exact_scores, recall_vs_exact
-from jobs.run import Run
+from jobs.interval import Interval
 
 log = logging.getLogger(__name__)
-TUNING_FILE = "retrieval_tuning.json"
 # Share of the tree's leaves searched, and re-order sizes as multiples of the candidate count.
 # Re-order starts at 2x: the pipeline over-fetches up to 2x candidates to survive filtering
 # consumed items, and a tree index answers at most `reorder` items.
@@ -39,14 +38,14 @@ WARMUP_QUERIES = 20
 EXACT_PREFERENCE = 0.10
 
 
-def run(cfg: Config, interval: Run) -> dict[str, object]:
-    emb = np.load(interval.artifact_dir / EMBEDDINGS)
+def run(cfg: Config, interval: Interval) -> dict[str, object]:
+    emb = np.load(interval.artifact_dir / layout.EMBEDDINGS)
     vectors = emb["item_vectors"].astype(np.float32)
     n_queries = cfg.retrieval.tune_queries
     queries, source = sample_queries(emb["user_vectors"], vectors, n_queries)
     retriever, tuning = build_index(vectors, queries, cfg.retrieval, interval.artifact_dir)
     tuning["query_source"] = source
-    (interval.artifact_dir / TUNING_FILE).write_text(json.dumps(tuning, indent=1))
+    (interval.artifact_dir / layout.RETRIEVAL_TUNING).write_text(json.dumps(tuning, indent=1))
     chosen = tuning["chosen"]
     log.info("index: %d items, %s, recall@%d %.4f, p50 %.3f ms, p99 %.3f ms", len(vectors), retriever.params,
              tuning["k"], chosen["recall"], chosen["p50_ms"], chosen["p99_ms"])

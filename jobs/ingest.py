@@ -9,34 +9,29 @@ Exactly once, and idempotent per data interval:
   event ids already in earlier batches are dropped (duplicates are accepted once);
 - items and users are snapshot tables: merged with what the lake has (newest wins);
 - rejects of a run go to one dead-letter batch file per table and interval, replaced on re-run.
-Every record is checked by contracts.validation, the same rules the API applies.
+Every record is checked by contracts.intake, the same door the API and the importers use;
+the columns come from the contract's newest schema (contracts.derived).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from blink.config import Config
+from contracts import intake
+from contracts.derived import spark_ddl
 from contracts.dlq import DeadLetter, DeadLetterQueue
-from jobs.run import Run
+from contracts.tables import KEYS, KIND_OF, TABLES
+from jobs.interval import Interval
+from jobs.spark import get_spark
 
 log = logging.getLogger(__name__)
-KINDS = ("items", "users", "events")
-KIND_OF = {"items": "item", "users": "user", "events": "event"}
-ID_OF = {"items": "item_id", "users": "user_id", "events": "event_id"}
-SCHEMAS = {
-    "events": "event_id string, user_id string, session_id string, item_id string, event_type string, "
-              "timestamp long, device string, value double, context map<string,string>, "
-              "referrer string, price double",
-    "items": "item_id string, category string, price double, created_at long, title string",
-    "users": "user_id string, signup_at long, country string, attributes map<string,string>",
-}
 SUFFIXES = (".parquet", ".jsonl", ".json", ".csv")
 
 
@@ -72,42 +67,22 @@ def _json_lines(spark: Any, path: Path) -> Any:
     return rdd.map(lambda text: (source, text))
 
 
-def validate_partition(kind: str, now_ms: int) -> Any:
-    """A mapPartitions function: ('ok', record) or ('bad', (source, payload, reason))."""
-
-    def run(rows: Iterator[tuple[str, str]]) -> Iterator[tuple[str, Any]]:
-        from contracts.validation import validate
-
-        for source, text in rows:
-            try:
-                record = json.loads(text)
-            except ValueError as exc:
-                yield "bad", (source, text, f"not valid JSON: {exc}")
-                continue
-            if not isinstance(record, dict):
-                yield "bad", (source, text, "a record must be a JSON object")
-                continue
-            errors = validate(kind, record, now_ms=now_ms)
-            yield ("bad", (source, text, "; ".join(errors))) if errors else ("ok", record)
-
-    return run
-
-
-def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
+def run(cfg: Config, interval: Interval) -> dict[str, Any]:
     """Drain the live stream, then validate new landing files into the lake.
 
     Per table: sent = accepted + duplicates + dead_lettered.
     """
-    from blink import redis_server
+    spark = get_spark(cfg)
+    from blink import redis_client
     from blink.keys import Keys
     from jobs import stream
 
-    landing, lake = cfg.var / "landing", cfg.var / "lake"
-    client, keys = redis_server.client(cfg, timeout_s=30.0), Keys(cfg.redis.key_prefix)
-    dlq = DeadLetterQueue(cfg.var / "dlq")
+    landing, lake = cfg.layout.landing, cfg.layout.lake
+    client, keys = redis_client.client(cfg, timeout_s=30.0), Keys(cfg.redis.key_prefix)
+    dlq = DeadLetterQueue(cfg.layout.dlq)
     now_ms = int(time.time() * 1000)
     report: dict[str, Any] = {"stream": stream.drain(client, keys, landing, lake)}
-    for table in KINDS:
+    for table in TABLES.values():
         files = files_for(landing, lake, table, interval.interval_id)
         if files:
             report[table] = _ingest_table(spark, table, files, lake, dlq, interval.interval_id, now_ms)
@@ -121,19 +96,19 @@ def _ingest_table(spark: Any, table: str, files: list[Path], lake: Path, dlq: De
                   batch: str, now_ms: int) -> dict[str, int]:
     from pyspark.sql import functions as F
 
+    kind = KIND_OF[table]
     rdd = spark.sparkContext.union([_json_lines(spark, p) for p in files])
-    checked = rdd.mapPartitions(validate_partition(KIND_OF[table], now_ms)).cache()
-    bad = checked.filter(lambda r: r[0] == "bad").map(lambda r: r[1]).collect()
-    letters = [DeadLetter(source=s, kind=KIND_OF[table], payload=p, reason=why, at_ms=now_ms)
-               for s, p, why in bad]
+    # Each (source, JSON text) becomes its valid record or its dead letter, on the workers.
+    checked = rdd.mapPartitions(functools.partial(intake.split_lines, kind=kind, now_ms=now_ms)).cache()
+    letters = checked.filter(lambda r: isinstance(r, DeadLetter)).collect()
     dlq.add_batch_file(f"{table}-{batch}", letters)
-    good = checked.filter(lambda r: r[0] == "ok").map(lambda r: json.dumps(r[1]))
-    frame = spark.read.schema(SCHEMAS[table]).json(good)
+    good = checked.filter(lambda r: not isinstance(r, DeadLetter)).map(json.dumps)
+    frame = spark.read.schema(spark_ddl(kind)).json(good)
     sent, valid = checked.count(), frame.count()
-    key = ID_OF[table]
-    if table == "events":
+    key = KEYS[kind]
+    if kind == "event":
         frame = frame.dropDuplicates([key])
-        target = lake / "events"
+        target = lake / table
         if target.exists():  # ids already landed by earlier batches are duplicates
             earlier = spark.read.parquet(str(target)).where(F.col("batch") != batch).select(key)
             frame = frame.join(earlier, key, "left_anti")

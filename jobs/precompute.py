@@ -11,26 +11,24 @@ import logging
 import time
 from collections.abc import Iterator
 from functools import partial
-from typing import Any
 
 import pandas as pd
 
+from blink import layout
+from blink.candidates import SourceSizes
 from blink.config import Config
-from blink.features import Context
-from jobs.head import HEAD_FILE
-from jobs.run import Run
-from jobs.spark import cached_model, map_partitions
+from blink.feature_matrix import Context
+from jobs.interval import Interval
+from jobs.spark import cached_model, get_spark, map_partitions
 
 log = logging.getLogger(__name__)
-LISTS_FILE = "head_lists.parquet"
-SIMILAR_FILE = "similar_lists.parquet"
 
 
-def recommend_partition(directory: str, as_of_ms: int, length: int, candidates: int,
+def recommend_partition(directory: str, as_of_ms: int, length: int, sizes: SourceSizes,
                         users: Iterator[str]) -> Iterator[tuple[str, str]]:
     from blink.pipeline import Pipeline
 
-    pipe = Pipeline(cached_model(directory, "serve"), candidates)
+    pipe = Pipeline(cached_model(directory, "serve"), sizes=sizes)
     ctx = Context(now_ms=as_of_ms)
     for user_id in users:
         items = pipe.recommend(user_id, length, ctx)
@@ -48,11 +46,11 @@ def similar_partition(directory: str, length: int, items: Iterator[str]) -> Iter
             yield item_id, json.dumps(found)
 
 
-def head_items(cfg: Config, interval: Run) -> list[str]:
+def head_items(cfg: Config, interval: Interval) -> list[str]:
     """The most popular fraction of the retrievable items (by events before the as-of time)."""
     import numpy as np
 
-    from blink.features import ITEM_INDEX
+    from blink.feature_matrix import ITEM_INDEX
 
     model = cached_model(str(interval.artifact_dir), "serve", False)
     events = np.nan_to_num(model.item_features[:, ITEM_INDEX["i_events"]])
@@ -60,34 +58,36 @@ def head_items(cfg: Config, interval: Run) -> list[str]:
     return [str(model.item_ids[j]) for j in np.argsort(-events, kind="stable")[:n]]
 
 
-def run(spark: Any, cfg: Config, interval: Run) -> dict[str, float]:
-    users = json.loads((interval.artifact_dir / HEAD_FILE).read_text())
+def run(cfg: Config, interval: Interval) -> dict[str, float]:
+    spark = get_spark(cfg)
+    users = json.loads((interval.artifact_dir / layout.HEAD_USERS).read_text())
     started = time.perf_counter()
     fn = partial(recommend_partition, str(interval.artifact_dir), interval.as_of_ms,
-                 cfg.head.list_length, cfg.retrieval.candidates)
+                 cfg.head.list_length, SourceSizes.from_config(cfg))
     rows = map_partitions(spark, users, fn)
     seconds = time.perf_counter() - started
-    pd.DataFrame(rows, columns=["user_id", "items"]).to_parquet(interval.artifact_dir / LISTS_FILE, index=False)
+    pd.DataFrame(rows, columns=["user_id", "items"]).to_parquet(interval.artifact_dir / layout.HEAD_LISTS, index=False)
     _quality_gate(cfg, interval)
     similar = map_partitions(spark, head_items(cfg, interval),
                              partial(similar_partition, str(interval.artifact_dir), cfg.head.list_length))
-    pd.DataFrame(similar, columns=["item_id", "items"]).to_parquet(interval.artifact_dir / SIMILAR_FILE, index=False)
+    similar_file = interval.artifact_dir / layout.SIMILAR_LISTS
+    pd.DataFrame(similar, columns=["item_id", "items"]).to_parquet(similar_file, index=False)
     rate = len(rows) / seconds if seconds else 0.0
     log.info("precompute: %d head lists in %.1fs (%.0f users/s)", len(rows), seconds, rate)
     return {"lists": len(rows), "similar_lists": len(similar), "seconds": round(seconds, 2),
             "users_per_s": round(rate, 1)}
 
 
-def _quality_gate(cfg: Config, interval: Run) -> None:
+def _quality_gate(cfg: Config, interval: Interval) -> None:
     """Every head list: long enough, distinct, nothing consumed, sorted, versioned -- or no publish."""
-    from jobs import quality
+    from jobs import expectations
 
-    lists = pd.read_parquet(interval.artifact_dir / LISTS_FILE)
+    lists = pd.read_parquet(interval.artifact_dir / layout.HEAD_LISTS)
     model = cached_model(str(interval.artifact_dir), "serve", False)
     wanted = set(lists["user_id"])
     history = {u: set(model.consumed(u)) for u in wanted}
     k = min(cfg.serving.max_k, cfg.head.list_length)
-    frame = quality.recommendations_frame(lists, history, k, interval.version)
-    result = quality.validate_frame(frame, "recommendations", f"recommendations-{interval.interval_id}",
-                                    cfg.var / "gx", cfg.var / "reports" / "data_docs", k=k)
-    quality.gate(result)
+    frame = expectations.recommendations_frame(lists, history, k, interval.version)
+    result = expectations.validate_frame(frame, "recommendations", f"recommendations-{interval.interval_id}",
+                                    cfg.layout.gx, cfg.layout.data_docs, k=k)
+    expectations.gate(result)

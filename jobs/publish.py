@@ -14,36 +14,36 @@ from typing import Any
 
 import pandas as pd
 
-from blink import redis_server
+from blink import layout, redis_client
 from blink.config import Config
+from blink.errors import GateFailed
 from blink.keys import Keys
-from blink.model import MANIFEST, features_dir
 from blink.store import RedisStore
-from jobs.evaluate import EVAL_FILE
-from jobs.precompute import LISTS_FILE, SIMILAR_FILE
-from jobs.run import Run
+from jobs.interval import Interval
 
 log = logging.getLogger(__name__)
 
 
 def store(cfg: Config) -> RedisStore:
-    return RedisStore(redis_server.client(cfg, timeout_s=30.0), Keys(cfg.redis.key_prefix))
+    return RedisStore(redis_client.client(cfg, timeout_s=30.0), Keys(cfg.redis.key_prefix))
 
 
-def run(cfg: Config, interval: Run, summary: dict[str, Any]) -> dict[str, Any]:
+def run(cfg: Config, interval: Interval) -> dict[str, Any]:
     d = interval.artifact_dir
-    report = json.loads((d / EVAL_FILE).read_text())
+    timings = d / layout.TIMINGS  # the manifest records every task's duration
+    summary = json.loads(timings.read_text()) if timings.exists() else {}
+    report = json.loads((d / layout.EVAL).read_text())
     if not report["gate"]["passed"]:
-        raise RuntimeError(report["gate"]["reason"])
-    lists = pd.read_parquet(d / LISTS_FILE)
+        raise GateFailed(report["gate"]["reason"])
+    lists = pd.read_parquet(d / layout.HEAD_LISTS)
     heads = ((u, json.loads(items)) for u, items in zip(lists["user_id"], lists["items"], strict=True))
-    sims = pd.read_parquet(d / SIMILAR_FILE)
+    sims = pd.read_parquet(d / layout.SIMILAR_LISTS)
     similar = ((i, json.loads(items)) for i, items in zip(sims["item_id"], sims["items"], strict=True))
-    trending = json.loads((features_dir(d, "serve") / "meta.json").read_text())["trending"]
+    trending = json.loads((layout.features_dir(d, "serve") / "meta.json").read_text())["trending"]
     manifest = {"version": interval.version, "as_of_ms": interval.as_of_ms, "run_id": interval.run_id,
                 "published_at_ms": int(time.time() * 1000), "head_users": len(lists), "head_items": len(sims),
                 "eval": report["table"].get("all"), "tasks": summary}
-    (d / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    (d / layout.MANIFEST).write_text(json.dumps(manifest, indent=1))
     written = store(cfg).publish(interval.version, heads, [tuple(t) for t in trending], manifest,
                                  similar=similar)
     log.info("published %s: %d head lists", interval.version, written)
@@ -53,4 +53,4 @@ def run(cfg: Config, interval: Run, summary: dict[str, Any]) -> dict[str, Any]:
 def published_dir(cfg: Config) -> Any:
     """The artifact directory of the version serving now (None before the first publish)."""
     version = store(cfg).current_version()
-    return cfg.var / "artifacts" / version if version else None
+    return cfg.layout.version(version) if version else None

@@ -1,6 +1,6 @@
 """Ranker: XGBoost learning-to-rank on candidates from the retrieval stage itself.
 
-Training rows are built with the serving code (blink.pipeline + blink.features) over the
+Training rows are built with the serving code (blink.pipeline + blink.feature_matrix) over the
 state as of the ``train`` cut-off, spread over Spark partitions; labels are the graded
 interactions in [train, eval). Groups are users; users with no positive are dropped
 (they teach a ranking objective nothing). Each group is ranked for the request the user
@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from blink import layout
+from blink.candidates import SourceSizes
 from blink.config import Config
-from blink.features import NAMES, Context
-from blink.model import RANKER
+from blink.errors import InsufficientData
+from blink.feature_matrix import NAMES, Context
 from jobs import labels, session_rows
-from jobs.run import Run
-from jobs.spark import cached_model, map_partitions
+from jobs.interval import Interval
+from jobs.spark import cached_model, get_spark, map_partitions
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +39,24 @@ Request = tuple[str, dict[str, int], int, str | None]
 NO_DEVICE_SHARE = 0.5  # of groups trained without the request's device
 
 
-def training_rows(directory: str, n_candidates: int,
+def training_rows(directory: str, sizes: SourceSizes,
                   rows: Iterator[Request]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(features, grades) per user: one ranking group. Runs inside Spark workers."""
-    from blink.features import feature_matrix
+    """(features, grades) per user: one ranking group, built from exactly the candidates and
+    features the serving pipeline would produce for that user. Runs inside Spark workers."""
     from blink.pipeline import Pipeline
 
     model = cached_model(directory, "train", False)
-    pipe = Pipeline(model, n_candidates)
+    pipe = Pipeline(model, sizes=sizes)
     for user_id, truth, now_ms, device in rows:
-        pos = pipe.user_position(user_id)
-        if pos is None:
+        q = pipe.query(user_id)
+        if q is None:
             continue
-        cands = pipe.retrieve(pos)
+        cands = pipe.candidates_for(q)
         ids = model.item_ids[cands.positions]
         y = np.array([truth.get(str(i), 0) for i in ids], np.float32)
         if y.max(initial=0) == 0:
             continue
-        x = feature_matrix(model, pos, cands.positions, cands.scores, Context(now_ms=now_ms, device=device))
-        yield x, y
+        yield pipe.features(q, cands, Context(now_ms=now_ms, device=device)), y
 
 
 def next_requests(spark: Any, lake_events: str, start_ms: int, end_ms: int) -> dict[str, tuple[int, str | None]]:
@@ -78,26 +79,28 @@ def _share(user_id: str) -> float:
     return zlib.crc32(user_id.encode()) / 2**32
 
 
-def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
+def run(cfg: Config, interval: Interval) -> dict[str, Any]:
+    spark = get_spark(cfg)
     import xgboost as xgb
 
     directory = str(interval.artifact_dir)
-    lake, start, end = str(cfg.var / "lake" / "events"), interval.as_of("train"), interval.as_of("eval")
+    lake, start, end = str(cfg.layout.table("events")), interval.as_of("train"), interval.as_of("eval")
     truth = labels.window(spark, lake, start, end)
     request = next_requests(spark, lake, start, end)
     users = sorted(truth)
     random.Random(13).shuffle(users)
     users = users[: cfg.ranker.max_train_users]
-    fn = partial(training_rows, directory, cfg.ranker.train_candidates)
+    sizes = SourceSizes.from_config(cfg, cfg.ranker.train_candidates)
+    fn = partial(training_rows, directory, sizes)
     groups = map_partitions(spark, [(u, truth[u], *request[u]) for u in users], fn)
     if len(groups) < 10:
-        raise ValueError(f"only {len(groups)} users have a positive among their candidates; "
+        raise InsufficientData(f"only {len(groups)} users have a positive among their candidates; "
                          "need more history or a larger split.label_hours")
     # Session requests too (anonymous prefix -> next items), so the ranker learns to follow the
     # session when user features are missing instead of falling back on popularity.
     sessions = session_rows.label_sessions(spark, lake, start, end, cfg.ranker.max_train_sessions)
-    session_groups = map_partitions(spark, sessions, partial(session_rows.session_groups, directory, start,
-                                                             cfg.ranker.train_candidates)) if sessions else []
+    fn_sessions = partial(session_rows.session_groups, directory, start, sizes)
+    session_groups = map_partitions(spark, sessions, fn_sessions) if sessions else []
     groups = groups + session_groups
     random.Random(17).shuffle(groups)  # user and session groups in both train and validation
     n_valid = max(1, len(groups) // 10)
@@ -119,10 +122,10 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
                         evals_result=history, early_stopping_rounds=20, verbose_eval=False)
     best = booster.best_iteration
     booster = booster[: best + 1]  # keep only the trees early stopping chose
-    booster.save_model(str(interval.artifact_dir / RANKER))
+    booster.save_model(str(interval.artifact_dir / layout.RANKER))
     gain = {k: v for k, v in booster.get_score(importance_type="gain").items() if isinstance(v, float)}
     top = sorted(gain.items(), key=lambda kv: -kv[1])
-    (interval.artifact_dir / "ranker_importance.json").write_text(json.dumps(top, indent=1))
+    (interval.artifact_dir / layout.RANKER_IMPORTANCE).write_text(json.dumps(top, indent=1))
     summary = {"groups": len(groups), "session_groups": len(session_groups), "rows": int(dtrain.num_row()),
                "trees": booster.num_boosted_rounds(),
                "valid_ndcg@20": float(history["valid"]["ndcg@20"][best]),

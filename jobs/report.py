@@ -18,11 +18,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-from jobs.evaluate import EVAL_FILE, SYSTEMS, describe_targets, targets
-from jobs.index import TUNING_FILE
+from blink import layout
+from jobs.evaluate import SYSTEMS, describe_targets, targets
 
-IMPORTANCE_FILE = "ranker_importance.json"  # written by jobs.ranker
-SESSION_FILE = "session_eval.json"  # written by jobs.session_model (not imported: it needs torch)
 REPORT_JSON = "report.json"
 TOP_FEATURES = 25
 BUCKETS = ("all", "head", "tail", "new")
@@ -36,13 +34,13 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}tr.chosen{background:#fff3c4;fon
 
 def write_report(artifact_dir: Path, out_dir: Path) -> Path:
     """Write the report of the version in ``artifact_dir`` under ``out_dir``; returns its index.html."""
-    evaluation = json.loads((artifact_dir / EVAL_FILE).read_text())
+    evaluation = json.loads((artifact_dir / layout.EVAL).read_text())
     version = str(evaluation.get("version") or artifact_dir.name)
     k = int(evaluation["k"])
     checks = evaluation.get("targets") or targets(evaluation["table"], k)
-    importance = _optional_json(artifact_dir / IMPORTANCE_FILE) or []
-    tuning = _optional_json(artifact_dir / TUNING_FILE)
-    session = _optional_json(artifact_dir / SESSION_FILE)
+    importance = _optional_json(artifact_dir / layout.RANKER_IMPORTANCE) or []
+    tuning = _optional_json(artifact_dir / layout.RETRIEVAL_TUNING)
+    session = _optional_json(artifact_dir / layout.SESSION_EVAL)
     target_dir = out_dir / version
     target_dir.mkdir(parents=True, exist_ok=True)
 

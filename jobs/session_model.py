@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from blink import layout
 from blink.config import Config
-from blink.model import EMBEDDINGS
+from blink.errors import InsufficientData
 from blink.session import SessionEncoder
-from jobs.run import Run
+from jobs.interval import Interval
+from jobs.spark import get_spark
 
 log = logging.getLogger(__name__)
 MAX_LEN = 20
-EVAL_FILE = "session_eval.json"
 
 
 def sessions(spark: Any, lake_events: str, start_ms: int, end_ms: int, item_index: dict[str, int]) -> list[list[int]]:
@@ -112,14 +113,15 @@ def evaluate(enc: SessionEncoder, item_vectors: np.ndarray, train_seqs: list[lis
                 f"mrr@{k}": float(np.mean(r)) if r else 0.0, "predictions": len(r)} for m, r in hits.items()}
 
 
-def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
-    emb = np.load(interval.artifact_dir / EMBEDDINGS)
+def run(cfg: Config, interval: Interval) -> dict[str, Any]:
+    spark = get_spark(cfg)
+    emb = np.load(interval.artifact_dir / layout.EMBEDDINGS)
     item_ids, vectors = emb["item_ids"].astype(str), emb["item_vectors"].astype(np.float32)
     index = {i: j for j, i in enumerate(item_ids)}
-    lake = str(cfg.var / "lake" / "events")
+    lake = str(cfg.layout.table("events"))
     train_seqs = sessions(spark, lake, 0, interval.as_of("train"), index)
     if len(train_seqs) < 10:
-        raise ValueError(f"only {len(train_seqs)} sessions with 2+ items before the train cut-off; need history")
+        raise InsufficientData(f"only {len(train_seqs)} sessions with 2+ items before the train cut-off; need history")
     s = cfg.session
     weights = train(train_seqs, vectors, s.hidden, s.epochs)
     enc = SessionEncoder(**weights, version=interval.version)
@@ -129,6 +131,6 @@ def run(spark: Any, cfg: Config, interval: Run) -> dict[str, Any]:
     popular = [i for i, _ in counts.most_common(cfg.eval.k)]
     report = {"k": cfg.eval.k, "train_sessions": len(train_seqs), "test_sessions": len(test_seqs),
               "table": evaluate(enc, vectors, train_seqs, test_seqs, popular, cfg.eval.k)}
-    (interval.artifact_dir / EVAL_FILE).write_text(json.dumps(report, indent=1))
+    (interval.artifact_dir / layout.SESSION_EVAL).write_text(json.dumps(report, indent=1))
     log.info("session model: %s", json.dumps(report))
     return report

@@ -12,24 +12,27 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from blink.features import Context, feature_matrix
+from blink.candidates import SourceSizes
+from blink.feature_matrix import Context
 from jobs.spark import cached_model
 
 MIN_LEN = 3
 
 
-def session_groups(directory: str, as_of_ms: int, n_candidates: int,
+def session_groups(directory: str, as_of_ms: int, sizes: SourceSizes,
                    sessions: Iterator[list[tuple[str, int]]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(features, grades) per session: the first half is the context, the rest the labels.
 
-    ``sessions`` holds (item_id, grade) in time order. Runs inside Spark workers.
+    ``sessions`` holds (item_id, grade) in time order. The prefix is replayed through the
+    session encoder exactly as the live updater does, and the candidates and features come
+    from the serving pipeline's session query. Runs inside Spark workers.
     """
     from blink.pipeline import Pipeline
 
     model = cached_model(directory, "train", False)
     if model.session is None:
         return
-    pipe = Pipeline(model, n_candidates)
+    pipe = Pipeline(model, sizes=sizes)
     for events in sessions:
         known = [(model.item_index[i], g) for i, g in events if i in model.item_index]
         if len(known) < MIN_LEN:
@@ -39,16 +42,18 @@ def session_groups(directory: str, as_of_ms: int, n_candidates: int,
         h = model.session.initial()
         for pos, _ in prefix:
             h = model.session.step(h, model.item_vectors[pos])
-        query = model.session.vector(h, model.item_vectors[prefix[-1][0]])
-        cands = pipe.retrieve(None, [p for p, _ in prefix], query)
+        vector = model.session.vector(h, model.item_vectors[prefix[-1][0]])
+        q = pipe.query(None, session=vector, session_items=[str(model.item_ids[p]) for p, _ in prefix])
+        if q is None:
+            continue
+        cands = pipe.candidates_for(q)
         truth: dict[int, int] = {}
         for pos, grade in rest:
             truth[pos] = max(truth.get(pos, 0), grade)
         y = np.array([truth.get(int(p), 0) for p in cands.positions], np.float32)
-        if y.max() == 0:
+        if y.max(initial=0) == 0:
             continue
-        x = feature_matrix(model, None, cands.positions, cands.scores, Context(now_ms=as_of_ms), session_vector=query)
-        yield x, y
+        yield pipe.features(q, cands, Context(now_ms=as_of_ms)), y
 
 
 def label_sessions(spark: object, lake_events: str, start_ms: int, end_ms: int,

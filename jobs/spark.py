@@ -16,7 +16,7 @@ from typing import Any
 from blink.config import Config
 
 
-def session(cfg: Config) -> Any:
+def get_spark(cfg: Config) -> Any:
     """Get or create the SparkSession (``local[*]`` by default; a cluster master in conf)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

@@ -11,16 +11,18 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from blink import config as config_mod
-from blink import redis_server
+from blink import redis_client
+from blink.candidates import SourceSizes
 from blink.config import Config
 from blink.errors import BadRequest, BlinkError, NotReady, Unauthorized
-from blink.events import EventLog
 from blink.keys import Keys
-from blink.session_store import RedisSessions, SessionUpdater
+from blink.session_store import RedisSessions
 from blink.store import RecStore, RedisStore
 from contracts.dlq import DeadLetterQueue
+from serving.event_log import EventLog
 from serving.registry import Registry
 from serving.router import Router
+from serving.session_updater import SessionUpdater
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
@@ -33,14 +35,14 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     cfg = cfg or config_mod.load()
     events, sessions = None, None
     if store is None:
-        client = redis_server.client(cfg)
+        client = redis_client.client(cfg)
         keys = Keys(cfg.redis.key_prefix)
         store = RedisStore(client, keys)
         sessions = RedisSessions(client, keys, cfg.session.ttl_s)
-    registry = Registry(store, cfg.var / "artifacts", cfg.retrieval.candidates)
+    registry = Registry(store, cfg.layout.artifacts, SourceSizes.from_config(cfg))
     if sessions is not None:
         updater = SessionUpdater(sessions, lambda: registry.pipeline.model if registry.pipeline else None)
-        events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.var / "dlq"), on_accepted=updater)
+        events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.layout.dlq), on_accepted=updater)
     if start_reload:
         registry.start(cfg.serving.reload_seconds)
     else:

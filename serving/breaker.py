@@ -13,11 +13,9 @@ from typing import TypeVar
 
 import pybreaker
 
+from blink.errors import DeadlineExceeded
+
 T = TypeVar("T")
-
-
-class DeadlineExceeded(Exception):
-    """The model path ran past the request's deadline."""
 
 
 class Deadline:

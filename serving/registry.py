@@ -12,7 +12,9 @@ import logging
 import threading
 from pathlib import Path
 
-from blink.model import MANIFEST, Model
+from blink import layout
+from blink.candidates import SourceSizes
+from blink.model import Model
 from blink.pipeline import Pipeline
 from blink.store import RecStore
 
@@ -20,10 +22,10 @@ log = logging.getLogger(__name__)
 
 
 class Registry:
-    def __init__(self, store: RecStore, artifacts: Path, candidates: int) -> None:
+    def __init__(self, store: RecStore, artifacts: Path, sizes: SourceSizes) -> None:
         self.store = store
         self.artifacts = artifacts
-        self.candidates = candidates
+        self.sizes = sizes  # candidates per source, the same as precompute uses
         self.pipeline: Pipeline | None = None
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -43,12 +45,12 @@ class Registry:
         if wanted is None or wanted == self.version:
             return False
         directory = self.artifacts / wanted
-        if not (directory / MANIFEST).exists():
+        if not (directory / layout.MANIFEST).exists():
             self.last_error = f"version {wanted} has no manifest in {directory}; not serving it"
             log.error(self.last_error)
             return False
         try:
-            pipeline = Pipeline(Model.load(directory, "serve"), self.candidates)
+            pipeline = Pipeline(Model.load(directory, "serve"), sizes=self.sizes)
         except Exception as exc:  # noqa: BLE001 - a broken artifact must not replace a good one
             self.last_error = f"version {wanted} failed to load: {exc}"
             log.exception("model load failed")

@@ -14,22 +14,21 @@ Items the user already consumed are filtered on every path.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from blink.config import ServingConfig
 from blink.errors import BadRequest, NotFound, NotReady
-from blink.features import DEVICES, Context
+from blink.feature_matrix import DEVICES, Context
 from blink.pipeline import Scored
 from blink.session_store import SessionState
 from blink.store import RecStore
+from contracts.ids import id_problem
 from serving.breaker import Deadline, ModelBreaker
 from serving.registry import Registry
 
 log = logging.getLogger(__name__)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -57,9 +56,10 @@ class Router:
         self.blend = blend
 
     def check_id(self, value: str, what: str = "user_id") -> str:
-        if not value or len(value) > self.cfg.max_id_length or _CONTROL.search(value) or value != value.strip():
-            raise BadRequest(f"{what} must be 1-{self.cfg.max_id_length} characters without control "
-                             f"characters or surrounding spaces; got {value[:40]!r}")
+        """``value`` if it is a valid id by the data contract's rule, else ``BadRequest``."""
+        problem = id_problem(value)  # the contract's rule: the API accepts exactly the ids the data does
+        if problem:
+            raise BadRequest(f"{what}: {problem}; got {value[:40]!r}")
         return value
 
     def check_k(self, k: int | None) -> int:
@@ -96,22 +96,19 @@ class Router:
         state = self._session(session_id or pointer)
         stages["store_read"] = _ms(t)
         consumed = state.items if state else []
-        encoder = pipe.model.session
-        live = state is not None and encoder is not None and state.n > 0 and state.version == encoder.version
+        session_vec = pipe.session_vector(state)
+        live = session_vec is not None
         if cached is not None and not live:
             skip = set(consumed)
             items = [(i, s) for i, s in cached if i not in skip][:k]
             return Answer(user_id, _items(items), "head", version, stages_ms=stages)
         if not live and pipe.user_position(user_id) is None:
             return self._fallback(user_id, k, version, "no history for this user", stages, consumed)
-        session_vec = None
-        if live:
-            last = next((v for v in map(pipe.model.item_vector, reversed(consumed)) if v is not None), None)
-            session_vec = encoder.vector(state.h, last if last is not None else 0.0)  # type: ignore[union-attr,arg-type]
         clock = StageClock(Deadline(self.cfg.deadline_ms), stages)
         try:
             items = self.breaker.call(lambda: pipe.recommend(
-                user_id, k, ctx, exclude=consumed, after_stage=clock, session=session_vec, blend=self.blend))
+                user_id, k, ctx, exclude=consumed, after_stage=clock, session=session_vec, blend=self.blend,
+                session_items=consumed))
         except Exception as exc:  # noqa: BLE001 - any model-path failure becomes the fallback
             reason = "circuit open" if self.breaker.is_open(exc) else f"model path failed: {exc}"
             return self._fallback(user_id, k, version, reason, stages, consumed)

@@ -1,0 +1,79 @@
+"""The door every record comes through: validate, keep the valid, turn the rest into dead letters.
+
+``split`` takes records already parsed (the API's JSON body, rows of a file); ``split_lines``
+takes JSON text as it was received (landing files read by Spark) and keeps that text, byte for
+byte, as the letter's payload. Either way a record is judged by ``contracts.validation`` only,
+and nothing is lost: every input is either valid or exactly one letter. Writing the letters
+is the caller's (``DeadLetterQueue.add``, or ``add_batch_file`` for an idempotent job).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.dlq import DeadLetter, parse_payload
+from contracts.validation import Kind, validate
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One input that broke the contract."""
+
+    index: int  # its position in the input
+    record: Any  # as received
+    problems: list[str]  # what ``validate`` said, each starting with "field: rule"
+    letter: DeadLetter
+
+
+@dataclass
+class Split:
+    """``split``'s answer: len(valid) + len(rejected) == number of inputs."""
+
+    valid: list[Mapping[str, Any]] = field(default_factory=list)  # in input order, as received
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def letters(self) -> list[DeadLetter]:
+        return [r.letter for r in self.rejected]
+
+
+def split(records: Iterable[Any], kind: Kind, source: str, now_ms: int | None = None) -> Split:
+    """Validate each record as a ``kind``; a rejected one becomes a letter from ``source``
+    (e.g. ``"api"``, ``"file:mine.csv"``) whose payload is the record as JSON.
+
+    ``now_ms`` (epoch ms, default now) bounds timestamps and stamps the letters: one value per
+    batch, so the whole batch is judged by the same clock.
+    """
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    out = Split()
+    for index, record in enumerate(records):
+        problems = validate(kind, record, now_ms=now)  # also says so when it is not a mapping
+        if not problems:
+            out.valid.append(record)
+            continue
+        # default=str: a rejected record may hold what JSON cannot (a date, bytes); keep it readable.
+        payload = json.dumps(record, default=str)
+        out.rejected.append(Rejected(index, record, problems, _letter(source, kind, payload, problems, now)))
+    return out
+
+
+def split_lines(lines: Iterable[tuple[str, str]], kind: Kind, now_ms: int) -> Iterator[dict[str, Any] | DeadLetter]:
+    """For each ``(source, JSON text)``: the record when it is valid, else its dead letter.
+
+    A generator, so a Spark partition streams through it (``rdd.mapPartitions``).
+    """
+    for source, text in lines:
+        record, problem = parse_payload(text)
+        problems = [str(problem)] if record is None else validate(kind, record, now_ms=now_ms)
+        if record is not None and not problems:
+            yield record
+        else:
+            yield _letter(source, kind, text, problems, now_ms)
+
+
+def _letter(source: str, kind: Kind, payload: str, problems: list[str], now_ms: int) -> DeadLetter:
+    return DeadLetter(source=source, kind=kind, payload=payload, reason="; ".join(problems), at_ms=now_ms)

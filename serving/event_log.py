@@ -1,0 +1,85 @@
+"""Live events: contract check at the door, exactly-once append to the Redis event stream.
+
+Used by ``POST /v1/events``. A valid event is appended only if its event id was not seen
+before (one Lua script does check-and-append atomically, so concurrent retries of the same
+event land once). Invalid events go to the dead-letter queue with their reason. The batch
+``ingest`` task drains the stream into the lake (jobs/stream.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from blink.keys import EVENTS, SEEN, Keys
+from contracts import intake
+from contracts.dlq import DeadLetterQueue
+
+log = logging.getLogger(__name__)
+SEEN_TTL_S = 7 * 24 * 3600  # duplicate window: a retry a week later is a new event
+# KEYS[1] = seen-marker, KEYS[2] = stream; ARGV[1] = ttl, ARGV[2] = event JSON
+_APPEND_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+end
+return false
+"""
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
+                "errors": self.errors}
+
+
+class EventLog:
+    def __init__(self, client: redis.Redis, keys: Keys, dlq: DeadLetterQueue,
+                 on_accepted: Callable[[list[Mapping[str, Any]]], None] | None = None) -> None:
+        self.r = client
+        self.k = keys
+        self.dlq = dlq
+        self.on_accepted = on_accepted  # e.g. the session updater: sees each new event exactly once
+        self._append = client.register_script(_APPEND_ONCE)
+
+    @property
+    def stream(self) -> str:
+        return self.k.global_(EVENTS)
+
+    def accept(self, records: Sequence[Any], source: str = "api") -> BatchResult:
+        """Validate, dead-letter the invalid, append the valid ones once. Counts add up."""
+        checked = intake.split(records, "event", source)
+        result = BatchResult(rejected=len(checked.rejected))
+        for r in checked.rejected:
+            event_id = r.record.get("event_id") if isinstance(r.record, Mapping) else None
+            result.errors.append({"index": r.index, "event_id": event_id, "errors": r.problems})
+        if checked.rejected:
+            self.dlq.add(checked.letters)
+        valid = checked.valid
+        pipe = self.r.pipeline(transaction=False)
+        for record in valid:
+            self._append(keys=[self.k.global_(SEEN, str(record["event_id"])), self.stream],
+                         args=[SEEN_TTL_S, json.dumps(record)], client=pipe)
+        fresh = []
+        for record, outcome in zip(valid, pipe.execute(), strict=True):
+            if outcome:
+                result.accepted += 1
+                fresh.append(record)
+            else:
+                result.duplicates += 1
+        if fresh and self.on_accepted is not None:
+            try:
+                self.on_accepted(fresh)
+            except Exception:  # noqa: BLE001 - the events are safe in the stream; sessions are best effort
+                log.exception("session update failed")
+        return result

@@ -1,0 +1,45 @@
+"""The door: every input is either valid or exactly one dead letter that says why."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from contracts.dlq import DeadLetter
+from contracts.intake import split, split_lines
+
+NOW = 1_700_000_000_000
+
+
+def event(n: int, **over: Any) -> dict[str, Any]:
+    base = {"event_id": f"e-{n}", "user_id": None, "session_id": "s-1", "item_id": f"i-{n}",
+            "event_type": "view", "timestamp": NOW - n, "device": "mobile"}
+    return base | over
+
+
+def test_split_accounts_for_every_record() -> None:
+    records: list[Any] = [event(1), event(2, timestamp=NOW // 1000), "not an object", event(3),
+                          event(4, event_type="clik")]
+    out = split(records, "event", "api", NOW)
+    assert len(out.valid) + len(out.rejected) == len(records)
+    assert [r["event_id"] for r in out.valid] == ["e-1", "e-3"]  # in input order, as given
+    assert [r.index for r in out.rejected] == [1, 2, 4]
+    seconds = out.rejected[0]
+    assert seconds.problems[0].startswith("timestamp: looks like seconds")
+    assert seconds.letter == DeadLetter("api", "event", json.dumps(records[1]), "; ".join(seconds.problems), NOW)
+    assert out.rejected[1].problems[0].startswith("event: expected a mapping")
+    assert out.letters == [r.letter for r in out.rejected]
+
+
+def test_split_lines_keeps_the_text_as_received() -> None:
+    good = json.dumps(event(1))
+    bad = '{"event_id": "e-2",   "timestamp": 1}'  # odd spacing: the payload keeps it
+    lines = [("landing:a.jsonl", good), ("landing:a.jsonl", bad), ("landing:b.jsonl", "{oops"),
+             ("landing:b.jsonl", "[1, 2]")]
+    out = list(split_lines(lines, "event", NOW))
+    assert out[0] == event(1)
+    letters = out[1:]
+    assert all(isinstance(x, DeadLetter) for x in letters)
+    assert [(x.source, x.payload) for x in letters] == [(s, t) for s, t in lines[1:]]  # type: ignore[union-attr]
+    assert letters[1].reason.startswith("not valid JSON")  # type: ignore[union-attr]
+    assert letters[2].reason == "a record must be a JSON object"  # type: ignore[union-attr]

@@ -1,0 +1,362 @@
+"""The ``blink`` command line: generate data, run the DAG, serve, ask, stop."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from blink import config as config_mod
+from blink import layout
+from blink.errors import BlinkError
+from tools import redis_server
+
+console = Console(stderr=True)
+
+
+def _cfg() -> config_mod.Config:
+    return config_mod.load()
+
+
+@click.group()
+def cli() -> None:
+    """Blink: real-time personalization (batch with Airflow + Spark, serving with Flask)."""
+
+
+@cli.command()
+@click.option("--size", type=click.Choice(["tiny", "demo", "bench"]), default=None, help="default: data.size")
+@click.option("--seed", type=int, default=None, help="default: data.seed")
+@click.option("--bad", type=int, default=0, help="also write N malformed events (to see the DLQ work)")
+def generate(size: str | None, seed: int | None, bad: int) -> None:
+    """Write synthetic items, users and events to var/landing/ as Parquet."""
+    from tools import synth
+
+    cfg = _cfg()
+    size, seed = size or cfg.data.size, seed if seed is not None else cfg.data.seed
+    with console.status(f"generating the {size} dataset (seed {seed})..."):
+        ds = synth.generate(size, seed)
+        if bad:
+            ds.events = __import__("pandas").concat([ds.events, synth.corrupt(ds.events, bad, seed)])
+        paths = synth.write(ds, cfg.layout.landing)
+    console.print(f"[green]wrote[/] {len(ds.items):,} items, {len(ds.users):,} users, "
+                  f"{len(ds.events):,} events ({bad} malformed) under {cfg.layout.landing}")
+    for name, path in paths.items():
+        console.print(f"  {name}: {path}")
+
+
+def _default_logical_date(cfg: config_mod.Config) -> str:
+    """The hour just after the newest event in the landing files (real datasets are old)."""
+    from contracts.landing import read
+
+    newest = 0
+    for path in sorted((cfg.layout.landing / "events").glob("*")):
+        if path.suffix in (".parquet", ".jsonl", ".csv"):
+            ts = pd_numeric(read(path)["timestamp"])
+            # ignore values that are not plausible epoch milliseconds (they will be dead-lettered)
+            newest = max(newest, int(ts[ts < 10**13].max()) if (ts < 10**13).any() else 0)
+    if not newest:
+        raise BlinkError("no events in var/landing/events: run `blink generate` (or `blink import`) first")
+    hour = math.ceil(newest / 3_600_000) * 3_600_000
+    return datetime.fromtimestamp(hour / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def pd_numeric(column: object) -> object:
+    import pandas as pd
+
+    return pd.to_numeric(column, errors="coerce").dropna()
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(["events", "items", "users"]), default=None,
+              help="what the file holds (default: told by its columns)")
+def ingest(path: Path, kind: str | None) -> None:
+    """Check your own Parquet/CSV/JSON-lines file against the contract and land it for the next run."""
+    from contracts.dlq import DeadLetterQueue
+    from contracts.landing import accept_file
+
+    cfg = _cfg()
+    report = accept_file(path, cfg.layout.landing, DeadLetterQueue(cfg.layout.dlq), kind)
+    console.print(f"{report.table}: {report.rows:,} rows = {report.accepted:,} accepted + "
+                  f"{report.dead_lettered:,} dead-lettered {report.reasons or ''}")
+    if report.landing_file:
+        console.print(f"landed as {report.landing_file}; the next `blink run-dag` ingests it")
+    if report.dead_lettered:
+        console.print("see why with `blink dlq list`; fix and `blink dlq replay`")
+
+
+@cli.group("import")
+def import_() -> None:
+    """Map a real dataset into the event contract as landing files (see docs/importers.md)."""
+
+
+def _import(fn_name: str, path: Path) -> None:
+    from tools import importers
+
+    cfg = _cfg()
+    with console.status(f"importing {path}..."):
+        report = getattr(importers, fn_name)(path, cfg.layout.landing)
+    console.print(f"[green]{report.source}[/]: {report.rows_read:,} rows read -> {report.events:,} events, "
+                  f"{report.items:,} items, {report.users:,} users")
+    for reason, count in sorted(report.skipped.items(), key=lambda kv: -kv[1]):
+        console.print(f"  skipped {count:,}: {reason}")
+    console.print("next: `blink run-dag` (its date defaults to the hour after the newest event)")
+
+
+@import_.command("online-retail")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def import_online_retail(path: Path) -> None:
+    """UCI Online Retail (.parquet/.csv): invoices are sessions, customers are users."""
+    _import("import_online_retail", path)
+
+
+@import_.command("movielens")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def import_movielens(path: Path) -> None:
+    """MovieLens, CSV layout (ratings.csv, movies.csv) or '::' layout (ratings.dat, movies.dat)."""
+    _import("import_movielens", path)
+
+
+@cli.command("run-dag")
+@click.option("--date", "logical_date", default=None, help="logical date (ISO); default: after the newest event")
+def run_dag(logical_date: str | None) -> None:
+    """One run of recs_hourly through `airflow dags test`, with progress per task."""
+    from jobs.tasks import NAMES as TASK_NAMES
+    from tools import airflow_env
+
+    cfg = _cfg()
+    redis_server.ensure(cfg)
+    logical_date = logical_date or _default_logical_date(cfg)
+    logs = cfg.layout.logs
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"dag-{int(time.time())}.log"
+    with console.status("preparing the Airflow metadata DB (var/airflow)..."):
+        airflow_env.migrate(cfg)
+    cmd = [airflow_env.airflow_bin(), "dags", "test", "recs_hourly", logical_date]
+    done: list[str] = []
+    started = time.perf_counter()
+    finished = re.compile(r"\[DAG TEST\] end task task_id=(\w+)")
+    outcome = re.compile(r"DagRun Finished: .*? state=(\w+)")
+    state = "unknown"
+    with open(log_path, "w") as log, console.status("running recs_hourly...") as status:
+        proc = subprocess.Popen(cmd, env=airflow_env.environment(cfg), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if m := outcome.search(line):
+                state = m.group(1)
+            m = finished.search(line)
+            if m and m.group(1) in TASK_NAMES and m.group(1) not in done:
+                done.append(m.group(1))
+                console.print(f"  [green]done[/] {m.group(1)}  ({time.perf_counter() - started:.0f}s)")
+                status.update(f"running recs_hourly... {len(done)}/{len(TASK_NAMES)} tasks")
+        code = proc.wait()
+    # "success" with fewer tasks done happens when Airflow skips them (e.g. a date before start_date)
+    if code != 0 or state != "success" or len(done) < len(TASK_NAMES):
+        errors = [ln for ln in log_path.read_text().splitlines() if "error" in ln.lower()][-15:]
+        console.print("\n".join(ln[:400] for ln in errors))
+        raise click.ClickException(f"recs_hourly ended with state={state}, {len(done)} of {len(TASK_NAMES)} tasks "
+                                   f"done (exit {code}); "
+                                   f"the previously published version keeps serving. Full log: {log_path}")
+    console.print(f"[green]recs_hourly finished[/] in {time.perf_counter() - started:.0f}s; log: {log_path}")
+
+
+@cli.command()
+@click.option("--host", default=None, help="default: serving.host (127.0.0.1)")
+@click.option("--port", type=int, default=None, help="default: serving.port")
+@click.option("--workers", type=int, default=None, help="default: serving.workers")
+@click.option("--daemon", is_flag=True, help="run in the background (pid in var/gunicorn.pid)")
+def serve(host: str | None, port: int | None, workers: int | None, daemon: bool) -> None:
+    """Start the serving API under gunicorn."""
+    cfg = _cfg()
+    redis_server.ensure(cfg)
+    env = dict(os.environ)
+    env["BLINK_SERVING__HOST"] = host or cfg.serving.host
+    env["BLINK_SERVING__PORT"] = str(port or cfg.serving.port)
+    env["BLINK_SERVING__WORKERS"] = str(workers or cfg.serving.workers)
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    cmd = [gunicorn, "-c", str(config_mod.ROOT / "conf" / "gunicorn.conf.py"), "serving.wsgi:app"]
+    if daemon:
+        cmd += ["--daemon", "--pid", str(cfg.layout.gunicorn_pid),
+                "--error-logfile", str(cfg.layout.logs / "gunicorn.log")]
+        (cfg.layout.logs).mkdir(parents=True, exist_ok=True)
+    console.print(f"serving on http://{env['BLINK_SERVING__HOST']}:{env['BLINK_SERVING__PORT']}")
+    os.chdir(config_mod.ROOT)
+    if daemon:
+        raise SystemExit(subprocess.call(cmd, env=env))
+    os.execve(gunicorn, cmd, env)  # gunicorn replaces us: signals reach it directly
+
+
+@cli.command()
+@click.argument("user_id")
+@click.option("-k", type=int, default=None)
+@click.option("--device", default=None)
+def recommend(user_id: str, k: int | None, device: str | None) -> None:
+    """Print one answer, computed in-process by the same router the API uses."""
+    from serving.app import create_app
+
+    app = create_app(_cfg(), start_reload=False)
+    answer = app.extensions["blink"]["router"].recommend(user_id, k=k, device=device)
+    click.echo(json.dumps(answer.to_dict(), indent=1))
+
+
+@cli.command()
+def evaluate() -> None:
+    """Print the offline evaluation of the version serving now."""
+    from jobs.publish import published_dir
+
+    cfg = _cfg()
+    directory = published_dir(cfg)
+    if directory is None:
+        raise click.ClickException("no version published yet: run `blink run-dag`")
+    report = json.loads((directory / layout.EVAL).read_text())
+    from rich.table import Table
+
+    k = report["k"]
+    table = Table(title=f"offline evaluation of {report['version']} (test window, k={k})")
+    for col in ("bucket", "users", "system", f"recall@{k}", f"ndcg@{k}", f"mrr@{k}", "coverage"):
+        table.add_column(col)
+    for bucket, row in report["table"].items():
+        for system in ("popularity", "retrieval", "two_stage"):
+            m = row[system]
+            table.add_row(bucket, str(row["users"]), system, f"{m[f'recall@{k}']:.4f}",
+                          f"{m[f'ndcg@{k}']:.4f}", f"{m[f'mrr@{k}']:.4f}", f"{m['coverage']:.3f}")
+    Console(width=140).print(table)
+    if "targets" in report:
+        from jobs.evaluate import describe_targets
+
+        console.print(f"targets: {describe_targets(report['targets'])}")
+    console.print(f"gate: {report['gate']['reason']}")
+    session_file = directory / layout.SESSION_EVAL
+    if session_file.exists():
+        sess = json.loads(session_file.read_text())
+        stable = Table(title=f"next-item in test-window sessions ({sess['test_sessions']} sessions)")
+        for col in ("system", f"hr@{sess['k']}", f"mrr@{sess['k']}", "predictions"):
+            stable.add_column(col)
+        for system, m in sess["table"].items():
+            stable.add_row(system, f"{m['hr@' + str(sess['k'])]:.4f}", f"{m['mrr@' + str(sess['k'])]:.4f}",
+                           str(m["predictions"]))
+        Console(width=140).print(stable)
+    report_html = cfg.layout.eval_reports / directory.name / "index.html"
+    if report_html.exists():
+        console.print(f"report: {report_html}")
+
+
+@cli.command()
+@click.option("--rate", type=float, default=100.0, help="requests per second, per scenario")
+@click.option("--seconds", type=float, default=10.0, help="duration of each scenario")
+def bench(rate: float, seconds: float) -> None:
+    """Open-loop load test of the published version over HTTP on 127.0.0.1 (head, tail, events,
+    session, similar); prints p50/p99/p99.9 and writes var/reports/bench/<time>/ (JSON + PNG)."""
+    from blink.model import Model
+    from jobs.publish import published_dir
+    from tools import bench as b
+
+    cfg = _cfg()
+    directory = published_dir(cfg)
+    if directory is None:
+        raise click.ClickException("no version published yet: run `make demo` (or blink run-dag) first")
+    model = Model.load(directory, "serve", retriever=False, ranker=False)
+    head = json.loads((directory / layout.HEAD_USERS).read_text())
+    head_set = set(head)
+    tail = [u for j, u in enumerate(model.user_ids) if u not in head_set and not math.isnan(model.user_vectors[j, 0])]
+    items = [str(i) for i in model.item_ids]
+    port = redis_server.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        from tools.demo import wait_ready
+
+        wait_ready(base)
+        now = int(time.time() * 1000)
+        scenarios = [
+            b.Scenario("head", lambda n: ("GET", f"/v1/recommendations/{head[n % len(head)]}?k=20", None)),
+            b.Scenario("tail", lambda n: ("GET", f"/v1/recommendations/{tail[n % len(tail)]}?k=20", None)),
+            b.Scenario("events+session update", lambda n: ("POST", "/v1/events", {
+                "event_id": f"bench-{now}-{n}", "user_id": None, "session_id": f"bench-{now}-s{n % 300}",
+                "item_id": items[(n * 7919) % len(items)], "event_type": "click", "timestamp": now + n,
+                "device": "mobile"})),
+            b.Scenario("session", lambda n: ("GET", f"/v1/recommendations/visitor-{n % 300}?k=20"
+                                                    f"&session_id=bench-{now}-s{n % 300}", None)),
+            b.Scenario("similar", lambda n: ("GET", f"/v1/items/{items[(n * 31) % len(items)]}/similar?k=20", None)),
+        ]
+        results = []
+        for scenario in scenarios:
+            with console.status(f"{scenario.name}: {rate:.0f} req/s for {seconds:.0f}s..."):
+                results.append(b.run_open_loop(base, scenario, rate, seconds))
+    finally:
+        os.killpg(proc.pid, 15)
+    out = b.write_report(results, cfg.layout.bench_reports / time.strftime("%Y%m%dT%H%M%S"),
+                         {"version": directory.name, "rate": rate, "seconds": seconds, "workers": cfg.serving.workers})
+    from rich.table import Table
+
+    table = Table(title=f"open-loop, {rate:.0f} req/s per scenario, model {directory.name} (ms)")
+    for col in ("scenario", "sent", "errors", "client p50", "client p99", "client p99.9", "server path",
+                "server p50", "server p99", "server p99.9"):
+        table.add_column(col)
+    for r in results:
+        s = r.summary()
+        c = s["client_ms"]
+        for path, sv in (s["server_ms"] or {"-": {}}).items():
+            table.add_row(r.name, str(s["sent"]), str(s["errors"]), f"{c.get('p50', 0):.2f}", f"{c.get('p99', 0):.2f}",
+                          f"{c.get('p99.9', 0):.2f}", path, f"{sv.get('p50', 0):.2f}", f"{sv.get('p99', 0):.2f}",
+                          f"{sv.get('p99.9', 0):.2f}")
+    Console(width=160).print(table)
+    console.print(f"report: {out / 'report.json'}  picture: {out / 'latency.png'}")
+
+
+@cli.command()
+def stop() -> None:
+    """Stop what Blink started: its gunicorn and its own redis-server (never REDIS_URL's)."""
+    cfg = _cfg()
+    pid_file = cfg.layout.gunicorn_pid
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), 15)
+            console.print("stopped gunicorn")
+        except (ProcessLookupError, ValueError):
+            pass
+        pid_file.unlink(missing_ok=True)
+    console.print("stopped Blink's redis-server" if redis_server.stop(cfg) else "no Blink redis-server running")
+
+
+@cli.command("airflow-ui")
+def airflow_ui() -> None:
+    """`airflow standalone` on localhost, with Blink's AIRFLOW_HOME and DAG folder."""
+    from tools import airflow_env
+
+    cfg = _cfg()
+    redis_server.ensure(cfg)
+    raise SystemExit(subprocess.call([airflow_env.airflow_bin(), "standalone"], env=airflow_env.environment(cfg)))
+
+
+def _register_groups() -> None:
+    from tools.dlq_cli import dlq
+
+    cli.add_command(dlq)
+
+
+_register_groups()
+
+
+def main() -> None:
+    try:
+        cli()
+    except BlinkError as exc:
+        console.print(f"[red]blink: {exc}[/]")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
