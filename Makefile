@@ -32,8 +32,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 lint: $(STAMP)
-	$(BIN)/ruff check blink jobs serving contracts dags tests
-	$(BIN)/mypy blink jobs serving contracts
+	$(BIN)/ruff check blink jobs serving contracts dags tools tests
+	$(BIN)/mypy blink jobs serving contracts dags tools
 
 stop:
 	@test -x $(BIN)/blink && $(BIN)/blink stop || echo "nothing to stop (no .venv)"

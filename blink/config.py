@@ -111,7 +111,6 @@ class ServingConfig(Section):
     workers: int = Field(2, ge=1)
     default_k: int = Field(20, ge=1)
     max_k: int = Field(100, ge=1)
-    max_id_length: int = Field(128, ge=1)
     deadline_ms: float = Field(150.0, gt=0)
     reload_seconds: float = Field(5.0, gt=0)
     access_log: bool = False
@@ -119,10 +118,27 @@ class ServingConfig(Section):
     ingest_token: SecretStr | None = Field(None, description="Bearer token for POST /v1/events; env only")
 
 
+# The baselines jobs/head_to_head.py can fit (config names them, so a typo is a clear error).
+BaselineName = Literal["popularity_all", "popularity_recent", "als_tuned", "ease", "item_knn", "covisitation",
+                       "session_knn"]
+BASELINES: tuple[BaselineName, ...] = ("popularity_all", "popularity_recent", "als_tuned", "ease", "item_knn",
+                                       "covisitation", "session_knn")
+
+
 class EvalConfig(Section):
     k: int = Field(20, ge=1)
     tolerance: float = Field(0.02, ge=0, description="relative; worse than current by more = no publish")
-    max_users: int = Field(3000, ge=10)
+    max_users: int = Field(3000, ge=10, description="users scored per question set (sampled above this)")
+    baselines: list[BaselineName] = Field(list(BASELINES), description="baselines Blink is compared with")
+    baseline_tolerance: float = Field(0.05, ge=0, le=1, description="relative; Blink below the best baseline's "
+                                      "known-user NDCG by more fails the baseline gate")
+    # warn until Blink beats its baselines on the data you run it on (README: measured quality);
+    # block then, so a regression below a simple baseline is never published.
+    baseline_gate: Literal["block", "warn"] = Field("warn", description="what a failed baseline gate does")
+    popular_days: float = Field(30, gt=0, description="window of the recent-popularity baseline")
+    ease_lambda: float = Field(500, gt=0, description="EASE's L2 regularisation")
+    ease_max_items: int = Field(30_000, ge=1, description="EASE is skipped above this many items (dense inverse)")
+    new_clicks: list[int] = Field([1, 3, 5], description="new users are asked after this many clicks")
 
 
 class SessionConfig(Section):

@@ -78,12 +78,13 @@ def context_row(ctx: Context) -> np.ndarray:
 
 def feature_matrix(model: Model, user_pos: int | None, item_pos: np.ndarray, scores: np.ndarray,
                    ctx: Context, session_vector: np.ndarray | None = None,
-                   sources: np.ndarray | None = None) -> np.ndarray:
+                   sources: np.ndarray | None = None, session_items: np.ndarray | None = None) -> np.ndarray:
     """One row of NAMES per candidate item (in candidate order) for one user and request.
 
     ``scores`` are the query-vector scores of ``item_pos``; ``user_pos`` None means an unknown
     user (user features NaN); ``session_vector`` None means no session (session features NaN);
-    ``sources`` are the SOURCE columns built by blink.candidates (None: all NaN).
+    ``sources`` are the SOURCE columns built by blink.candidates (None: all NaN);
+    ``session_items`` are the positions of the items the live session touched.
     """
     n = len(item_pos)
     user = _user_row(model, user_pos)
@@ -93,7 +94,7 @@ def feature_matrix(model: Model, user_pos: int | None, item_pos: np.ndarray, sco
         np.broadcast_to(user, (n, len(USER_FEATURES))),
         items,
         _cross(model, user_pos, user, items, category, np.asarray(scores, np.float32)),
-        _session(model, item_pos, category, session_vector),
+        _session(model, item_pos, category, session_vector, session_items),
         np.full((n, len(SOURCE)), np.nan, np.float32) if sources is None else sources,
         np.broadcast_to(context_row(ctx), (n, len(CONTEXT))),
         np.broadcast_to(_user_context(user, ctx), (n, len(USER_CONTEXT))),
@@ -167,15 +168,20 @@ def _rank_descending(values: np.ndarray) -> np.ndarray:
 
 
 def _session(model: Model, item_pos: np.ndarray, category: np.ndarray,
-             session_vector: np.ndarray | None) -> np.ndarray:
+             session_vector: np.ndarray | None, session_items: np.ndarray | None) -> np.ndarray:
     """The SESSION features: similarity to what the user is doing right now, if known."""
     n = len(item_pos)
-    if session_vector is None or n == 0 or not np.isfinite(session_vector).all():
-        return np.full((n, len(SESSION)), np.nan, np.float32)
-    similarity = model.item_vectors[item_pos] @ np.asarray(session_vector, np.float32)
-    focus = category[int(np.argmax(similarity))]
-    match = np.where(category == len(model.categories), np.nan, (category == focus).astype(np.float32))
-    return np.column_stack([similarity, match]).astype(np.float32)
+    out = np.full((n, len(SESSION)), np.nan, np.float32)
+    unknown = category == len(model.categories)
+    if session_vector is not None and n and np.isfinite(session_vector).all():
+        similarity = model.item_vectors[item_pos] @ np.asarray(session_vector, np.float32)
+        focus = category[int(np.argmax(similarity))]
+        out[:, 0] = similarity
+        out[:, 1] = np.where(unknown, np.nan, (category == focus).astype(np.float32))
+    if session_items is not None and len(session_items) and n:
+        counts = np.bincount(model.item_category[session_items], minlength=len(model.categories) + 1)
+        out[:, 2] = np.where(unknown, np.nan, counts[category] / len(session_items))
+    return out
 
 
 def _user_context(user: np.ndarray, ctx: Context) -> np.ndarray:

@@ -132,6 +132,10 @@ SESSION = [
     Feature("s_similarity", "session", "dot product of the item and session vectors (NaN: no session)"),
     Feature("s_category_match", "session", "1 if the item shares the category of the candidate most "
                                            "similar to the session (NaN: no session)"),
+    # What the session clicked, not what its vector points at: sessions on real shops and media
+    # sites stay in few categories, and this holds even when the item vectors are weak.
+    Feature("s_category_share", "session", "share of the session's items in the item's category "
+                                           "(NaN: no session items)"),
 ]
 # Where a candidate came from (blink.pipeline's candidate sources): the ranker learns to merge
 # them, so a source that is right for this request (popular items for a newcomer, co-visited

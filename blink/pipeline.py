@@ -39,6 +39,7 @@ class Query:
     recent: np.ndarray  # item positions, most recent first (session items, then the user's)
     exclude: np.ndarray  # item positions never to recommend (consumed)
     session: np.ndarray | None = None  # the session vector, for the session features
+    session_items: np.ndarray | None = None  # positions the live session touched, in time order
 
 
 class Pipeline:
@@ -84,7 +85,7 @@ class Pipeline:
         history = m.history[known] if known is not None else np.empty(0, np.int64)
         extra = [m.item_index[i] for i in exclude if i in m.item_index]
         seen = np.union1d(history, np.asarray([*extra, *session_pos], np.int64))
-        return Query(user_pos, vector, recent, seen, session)
+        return Query(user_pos, vector, recent, seen, session, np.asarray(session_pos, np.int64))
 
     def session_vector(self, state: SessionState | None) -> np.ndarray | None:
         """A live session's query vector; None when the session cannot personalise (no state, no
@@ -102,7 +103,7 @@ class Pipeline:
 
     def features(self, q: Query, cands: Candidates, ctx: Context) -> np.ndarray:
         return feature_matrix(self.model, q.user_pos, cands.positions, cands.scores, ctx,
-                              session_vector=q.session, sources=cands.sources)
+                              session_vector=q.session, sources=cands.sources, session_items=q.session_items)
 
     def rank(self, q: Query, cands: Candidates, ctx: Context) -> np.ndarray:
         """Ranker scores for the candidates; the merged source order if no ranker is published."""

@@ -38,8 +38,11 @@ class SessionEncoder:
     @classmethod
     def load(cls, directory: Path) -> SessionEncoder:
         w = np.load(directory / layout.SESSION_WEIGHTS, allow_pickle=False)
-        return cls(*(w[k].astype(np.float32) for k in ("w_ih", "w_hh", "b_ih", "b_hh", "w_out", "b_out")),
-                   version=str(w["version"]))
+        def f32(name: str) -> np.ndarray:
+            return w[name].astype(np.float32)
+
+        return cls(w_ih=f32("w_ih"), w_hh=f32("w_hh"), b_ih=f32("b_ih"), b_hh=f32("b_hh"), w_out=f32("w_out"),
+                   b_out=f32("b_out"), version=str(w["version"]))
 
     def save(self, directory: Path) -> None:
         np.savez(directory / layout.SESSION_WEIGHTS, w_ih=self.w_ih, w_hh=self.w_hh, b_ih=self.b_ih, b_hh=self.b_hh,

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import redis
@@ -45,7 +45,8 @@ class SessionState:
 
 
 class Encoder(Protocol):
-    version: str
+    @property
+    def version(self) -> str: ...  # a property, so frozen dataclasses (SessionEncoder) match
 
     def initial(self) -> np.ndarray: ...
     def step(self, h: np.ndarray, x: np.ndarray) -> np.ndarray: ...
@@ -100,7 +101,8 @@ class RedisSessions:
                 pipe.set(self.k.global_(USER_SESSION, state.user_id), session_id, ex=self.ttl_s)
             return state
 
-        return self.r.transaction(apply, key, value_from_callable=True)  # type: ignore[no-any-return]
+        # redis-py types the callable as returning None; with value_from_callable it returns apply's value.
+        return cast(SessionState, self.r.transaction(apply, key, value_from_callable=True))  # type: ignore[arg-type]
 
 
 class MemorySessions:

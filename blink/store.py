@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 
@@ -59,8 +59,8 @@ class RedisStore:
 
     def head_and_session(self, version: str, user_id: str) -> tuple[Scored | None, str | None]:
         """The head list and the user's live session id, in one round trip (MGET)."""
-        head, pointer = self.r.mget([self.k.versioned(version, HEAD, user_id),
-                                     self.k.global_(USER_SESSION, user_id)])  # type: ignore[misc]
+        head, pointer = cast(list[bytes | None], self.r.mget([self.k.versioned(version, HEAD, user_id),
+                                                              self.k.global_(USER_SESSION, user_id)]))
         return (decode(head) if head is not None else None), (pointer.decode() if pointer else None)
 
     def similar(self, version: str, item_id: str) -> Scored | None:
@@ -102,7 +102,7 @@ class RedisStore:
     def _expire_old(self, keep: int) -> None:
         """Delete versions beyond the newest ``keep`` (rollback targets stay)."""
         old = self.r.zrange(self.k.global_(VERSIONS), 0, -(keep + 1))
-        for raw in old:  # type: ignore[union-attr]
+        for raw in cast(list[bytes], old):
             version = raw.decode()
             for batch in _chunks(self.r.scan_iter(match=self.k.version_pattern(version), count=1000), 1000):
                 self.r.unlink(*batch)

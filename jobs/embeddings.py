@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 from blink import layout
 from blink.config import Config, EmbeddingsConfig
 from blink.errors import InsufficientData
-from jobs import baselines
+from jobs import baselines, protocol
 from jobs.interval import Interval
 from jobs.spark import get_spark
 
@@ -72,13 +72,14 @@ def weigh(events: pd.DataFrame, weights: dict[str, float], how: Weighting) -> pd
 
 
 def tune(events: pd.DataFrame, e: EmbeddingsConfig, val_cut_ms: int,
-         train_cut_ms: int) -> tuple[baselines.Tuned, Weighting, list[dict[str, Any]]]:
+         train_cut_ms: int) -> tuple[protocol.Tuned, Weighting, list[dict[str, Any]]]:
     """Grid over factors / regularization / alpha, then over the weighting at the best point."""
-    grid = {"factors": e.grid_factors or [e.dim], "regularization": e.grid_regularization or [e.reg],
-            "alpha": e.grid_alpha or [e.alpha]}
-    fixed = {"iterations": e.iterations, "threads": e.threads}
+    grid: dict[str, list[Any]] = {"factors": e.grid_factors or [e.dim],
+                                  "regularization": e.grid_regularization or [e.reg],
+                                  "alpha": e.grid_alpha or [e.alpha]}
+    fixed: dict[str, Any] = {"iterations": e.iterations, "threads": e.threads}
     default = Weighting(binary=False, min_rating=None)
-    tuned = baselines.tune_als(weigh(events, e.event_weights, default), val_cut_ms, train_cut_ms, grid, **fixed)
+    tuned = protocol.tune_als(weigh(events, e.event_weights, default), val_cut_ms, train_cut_ms, grid, **fixed)
     weighting, rows = default, [{**r, **asdict(default)} for r in tuned.grid]
     has_ratings = bool((events["event_type"] == "rating").any())
     variants = [Weighting(True, None)] + ([Weighting(False, e.min_rating), Weighting(True, e.min_rating)]
@@ -87,7 +88,7 @@ def tune(events: pd.DataFrame, e: EmbeddingsConfig, val_cut_ms: int,
     point = {key: [value] for key, value in tuned.best.items()}
     for how in variants if e.tune_weighting else []:
         try:
-            trial = baselines.tune_als(weigh(events, e.event_weights, how), val_cut_ms, train_cut_ms, point,
+            trial = protocol.tune_als(weigh(events, e.event_weights, how), val_cut_ms, train_cut_ms, point,
                                        **fixed)
         except ValueError as exc:  # e.g. a threshold that leaves no validation users
             log.info("weighting %s not usable: %s", how, exc)

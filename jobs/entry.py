@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from blink import config, layout
@@ -21,7 +22,7 @@ from jobs.tasks import BY_NAME
 log = logging.getLogger("blink.jobs")
 
 
-def run_task(name: str, context: dict[str, Any]) -> Any:
+def run_task(name: str, context: Mapping[str, Any]) -> Any:
     """Run one task for the Airflow run in ``context``; returns a small JSON-able summary."""
     cfg = config.load()
     return run_named(name, cfg, Interval.from_airflow(cfg, context))

@@ -3,8 +3,13 @@
 Three systems answer for every user active in [eval, serve): popularity (trending as of
 the eval cut-off), retrieval only (ScaNN order) and the two-stage pipeline. Users are
 bucketed by activity: head (top fraction by events), tail, and new (unknown at the
-cut-off; every system can only give them popularity). The gate refuses to publish a model
-whose two-stage NDCG falls below the published one's by more than eval.tolerance.
+cut-off; every system can only give them popularity). jobs/head_to_head.py then asks Blink
+and the strong baselines (popularity, tuned ALS, EASE, item-kNN, co-visitation, session-kNN)
+the same questions, for known users and new users after a few clicks.
+
+Two gates: the two-stage NDCG may not fall below the published model's by more than
+eval.tolerance (refuses to publish), nor below the best baseline's by more than
+eval.baseline_tolerance (refuses with eval.baseline_gate = block; a logged warning with warn).
 The SPEC's quality targets (two-stage vs retrieval NDCG gain, vs popularity recall ratio) are
 computed and reported, not gated; the HTML/PNG/JSON report is written before the gate decides,
 so a blocked model has its report too.
@@ -27,7 +32,7 @@ from blink.candidates import SourceSizes
 from blink.config import Config
 from blink.errors import GateFailed
 from blink.feature_matrix import USER_INDEX, Context
-from jobs import labels
+from jobs import head_to_head, labels
 from jobs.interval import Interval
 from jobs.metrics import mrr_at, ndcg_at, recall_at
 from jobs.spark import cached_model, get_spark, map_partitions
@@ -110,14 +115,21 @@ def evaluate(spark: Any, cfg: Config, interval: Interval, published_dir: Path | 
     table = summarise(rows, len(model.item_ids), cfg.head.user_fraction, k)
     report: dict[str, Any] = {"version": interval.version, "k": k, "table": table,
                               "targets": targets(table, k), "gate": gate(cfg, table, published_dir)}
+    report["baselines"] = head_to_head.compare(cfg, interval, model)
+    report["baseline_gate"] = head_to_head.gate(cfg, report["baselines"])
     (interval.artifact_dir / layout.EVAL).write_text(json.dumps(report, indent=1))
     log.info("evaluate: %s", json.dumps(report["table"].get("all")))
     log.info("evaluate targets: %s", describe_targets(report["targets"]))
+    log.info("evaluate vs baselines: %s", report["baseline_gate"]["reason"])
     from jobs.report import write_report  # matplotlib: only where the report is drawn
 
     report["report"] = str(write_report(interval.artifact_dir, cfg.layout.eval_reports))
     if not report["gate"]["passed"]:
         raise GateFailed(f"{report['gate']['reason']} (report: {report['report']})")
+    if not report["baseline_gate"]["passed"]:
+        if cfg.eval.baseline_gate == "block":
+            raise GateFailed(f"{report['baseline_gate']['reason']} (report: {report['report']})")
+        log.warning("published anyway (eval.baseline_gate = warn): %s", report["baseline_gate"]["reason"])
     return report
 
 

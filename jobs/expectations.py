@@ -30,7 +30,7 @@ from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.store.store import DataDocsSiteConfigTypedDict  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
-from blink.errors import BlinkError  # noqa: E402
+from blink.errors import DataQualityError  # noqa: E402
 from blink.feature_matrix import USER_FEATURES  # noqa: E402
 from contracts.derived import table_checks  # noqa: E402
 from contracts.tables import KIND_OF  # noqa: E402
@@ -51,10 +51,6 @@ MIN_TS_MS = MIN_TIMESTAMP_MS
 UNCHECKED_COLUMNS: dict[str, tuple[str, ...]] = {"features": ("category_share", "history")}
 DATASOURCE = "blink_frames"
 DOCS_SITE = "blink_docs"
-
-
-class DataQualityError(BlinkError):
-    """A lake table failed its expectation suite; the message names what failed and the report."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ rewrites the same files.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ class Interval:
     as_of_ms: int  # the end of the data interval: nothing at or after it is used
 
     @classmethod
-    def from_airflow(cls, cfg: Config, context: dict[str, Any]) -> Interval:
+    def from_airflow(cls, cfg: Config, context: Mapping[str, Any]) -> Interval:
         end = context["data_interval_end"] or context["logical_date"]
         return cls(cfg, str(context["run_id"]), int(end.timestamp() * 1000))
 

@@ -22,3 +22,8 @@ def mrr_at(ranked: Sequence[str], truth: set[str], k: int) -> float:
         if item in truth:
             return 1.0 / (j + 1)
     return 0.0
+
+
+def hit_at(ranked: Sequence[str], truth: set[str], k: int) -> float:
+    """1 if any relevant item is in the top k."""
+    return float(bool(set(ranked[:k]) & truth))

@@ -33,7 +33,7 @@ def run(cfg: Config, interval: Interval) -> dict[str, Any]:
     gx_dir, docs = cfg.layout.gx, cfg.layout.data_docs
     summary: dict[str, Any] = {"docs": str(docs / "index.html")}
     events = new_events(cfg, interval)
-    checks = [(pd.read_parquet(cfg.layout.table("items")), "items")]
+    checks: list[tuple[pd.DataFrame, expectations.SuiteName]] = [(pd.read_parquet(cfg.layout.table("items")), "items")]
     if len(events):
         checks.insert(0, (events, "events"))
     else:

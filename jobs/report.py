@@ -47,13 +47,16 @@ def write_report(artifact_dir: Path, out_dir: Path) -> Path:
     plots = {name: _metric_chart(evaluation["table"], name, target_dir) for name in _metric_names(k)}
     importance_png = _importance_chart(importance[:TOP_FEATURES], target_dir) if importance else None
     tuning_png = _tuning_chart(tuning, target_dir) if tuning and tuning.get("grid") else None
+    versus = evaluation.get("baselines")
+    versus_png = _baselines_chart(versus, target_dir) if versus else None
 
     summary = {"version": version, "k": k, "table": evaluation["table"], "targets": checks,
                "gate": evaluation.get("gate", {}), "ranker_importance": importance[:TOP_FEATURES],
-               "retrieval_tuning": tuning, "session": session}
+               "retrieval_tuning": tuning, "session": session, "baselines": versus,
+               "baseline_gate": evaluation.get("baseline_gate", {})}
     (target_dir / REPORT_JSON).write_text(json.dumps(summary, indent=1))
     page = _page(version, k, evaluation, checks, plots, importance[:TOP_FEATURES], importance_png,
-                 tuning, tuning_png, session)
+                 tuning, tuning_png, session, versus, versus_png)
     (target_dir / "index.html").write_text(page)
     write_index(out_dir)
     return target_dir / "index.html"
@@ -172,14 +175,16 @@ def _flag(ok: Any, yes: str = "met", no: str = "missed") -> str:
 
 def _page(version: str, k: int, evaluation: dict[str, Any], checks: dict[str, Any], plots: dict[str, str],
           importance: list[list[Any]], importance_png: str | None, tuning: dict[str, Any] | None,
-          tuning_png: str | None, session: dict[str, Any] | None = None) -> str:
+          tuning_png: str | None, session: dict[str, Any] | None = None,
+          versus: dict[str, Any] | None = None, versus_png: str | None = None) -> str:
     gate = evaluation.get("gate", {})
     parts = [f"<h1>Offline evaluation of {html.escape(version)}</h1>",
              "<p><a href='../index.html'>all versions</a> · <a href='report.json'>report.json</a></p>",
              f"<p>Test window, k={k}. Gate: {_flag(gate.get('passed'), 'published', 'NOT published')} "
              f"&mdash; {html.escape(str(gate.get('reason', 'n/a')))}</p>",
              "<h2>Quality targets</h2>", f"<p>{html.escape(describe_targets(checks))}</p>",
-             _targets_table(checks), "<h2>Evaluation table</h2>", _eval_table(evaluation["table"], k),
+             _targets_table(checks), _baselines_section(versus, versus_png, evaluation.get("baseline_gate", {})),
+             "<h2>Evaluation table</h2>", _eval_table(evaluation["table"], k),
              "<p>New users are unknown at the cut-off: every system can only answer them with popularity.</p>",
              "<div class=grid>" + "".join(f"<img src='{png}' alt='{html.escape(m)}'>" for m, png in plots.items())
              + "</div>", "<h2>Ranker feature importance</h2>"]
@@ -197,6 +202,49 @@ def _page(version: str, k: int, evaluation: dict[str, Any], checks: dict[str, An
         parts.append("<p>No retrieval tuning for this version (retrieval_tuning.json missing).</p>")
     parts.append(_session_section(session))
     return _html(f"Blink evaluation {version}", "\n".join(parts))
+
+
+def _baselines_section(versus: dict[str, Any] | None, png: str | None, gate: dict[str, Any]) -> str:
+    """Blink against every baseline, per question set (known users, new users after N clicks)."""
+    if not versus:
+        return "<h2>Blink vs strong baselines</h2><p>Not measured for this version.</p>"
+    table, k = versus["table"], versus["k"]
+    questions = list(table["blink"])
+    head = "".join(f"<th>{q} NDCG@{k}</th><th>recall@{k}</th>" for q in questions)
+    rows = []
+    for system, row in table.items():
+        cells = "".join(
+            f"<td>{_best(row[q]['ndcg'], versus['best_baseline'].get(q) == system)}</td><td>{row[q]['recall']:.4f}</td>"
+            for q in questions)
+        rows.append(f"<tr><td class=l>{html.escape(system)}</td>{cells}</tr>")
+    users = ", ".join(f"{q}: {table['blink'][q]['users']} users" for q in questions)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in versus.get("notes", []))
+    return (f"<h2>Blink vs strong baselines</h2><p>Gate: {_flag(gate.get('passed'), 'passed', 'NOT published')} "
+            f"&mdash; {html.escape(str(gate.get('reason', 'n/a')))}</p><p>{users}; the best baseline per "
+            f"question is in bold.</p><table><tr><th class=l>system</th>{head}</tr>{''.join(rows)}</table>"
+            + (f"<ul>{notes}</ul>" if notes else "") + (f"<img src='{png}' alt='baselines'>" if png else ""))
+
+
+def _best(value: float, bold: bool) -> str:
+    return f"<b>{value:.4f}</b>" if bold else f"{value:.4f}"
+
+
+def _baselines_chart(versus: dict[str, Any], directory: Path) -> str:
+    """NDCG@k per question set, one bar per system; Blink first."""
+    table, k = versus["table"], versus["k"]
+    questions, systems = list(table["blink"]), list(table)
+    fig = Figure(figsize=(7.2, 3.8))
+    ax = fig.add_subplot()
+    width = 0.8 / len(systems)
+    for j, system in enumerate(systems):
+        ax.bar([i + (j - len(systems) / 2 + 0.5) * width for i in range(len(questions))],
+               [table[system][q]["ndcg"] for q in questions], width, label=system,
+               color=COLOURS["two_stage"] if system == "blink" else None)
+    ax.set_xticks(range(len(questions)), questions)
+    ax.set_ylabel(f"NDCG@{k}")
+    ax.set_title("Blink vs baselines, same questions")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, directory / "baselines.png")
 
 
 def _session_section(session: dict[str, Any] | None) -> str:

@@ -89,7 +89,7 @@ def evaluate(enc: SessionEncoder, item_vectors: np.ndarray, train_seqs: list[lis
     for s in train_seqs:
         for a, b in zip(s, s[1:], strict=False):
             follows[a][b] += 1
-    hits = {m: [] for m in ("session_gru", "cooccurrence", "popularity")}
+    hits: dict[str, list[float]] = {m: [] for m in ("session_gru", "cooccurrence", "popularity")}
     done = 0
     for s in test_seqs:
         h = enc.initial()

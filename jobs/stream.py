@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -39,7 +39,8 @@ def drain(client: redis.Redis, keys: Keys, landing: Path, lake: Path) -> dict[st
         page = client.xrange(stream, min=f"({last}", max="+", count=PAGE)
         if not page:
             break
-        for entry_id, fields in page:  # type: ignore[union-attr]
+        # redis-py types replies as bytes | str; this client does not decode, so they are bytes.
+        for entry_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], page):
             lines.append(fields[b"e"].decode())
             last = entry_id.decode()
     if not lines:

@@ -100,8 +100,8 @@ class Router:
         live = session_vec is not None
         if cached is not None and not live:
             skip = set(consumed)
-            items = [(i, s) for i, s in cached if i not in skip][:k]
-            return Answer(user_id, _items(items), "head", version, stages_ms=stages)
+            kept = [(i, s) for i, s in cached if i not in skip][:k]
+            return Answer(user_id, _items(kept), "head", version, stages_ms=stages)
         if not live and pipe.user_position(user_id) is None:
             return self._fallback(user_id, k, version, "no history for this user", stages, consumed)
         clock = StageClock(Deadline(self.cfg.deadline_ms), stages)
@@ -142,7 +142,8 @@ class Router:
     def _fallback(self, user_id: str, k: int, version: str, reason: str,
                   stages: dict[str, float], consumed: list[str] | None = None) -> Answer:
         pipe = self.registry.pipeline
-        assert pipe is not None
+        if pipe is None:  # callers only fall back once a version is loaded
+            return Answer(user_id, [], "fallback", version, reason=reason, stages_ms=stages)
         seen = pipe.model.consumed(user_id) + (consumed or [])
         return Answer(user_id, _items(pipe.trending(k, exclude=seen)), "fallback", version,
                       reason=reason, stages_ms=stages)

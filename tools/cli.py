@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -18,6 +19,7 @@ from rich.console import Console
 from blink import config as config_mod
 from blink import layout
 from blink.errors import BlinkError
+from contracts.tables import KIND_OF
 from tools import redis_server
 
 console = Console(stderr=True)
@@ -69,7 +71,7 @@ def _default_logical_date(cfg: config_mod.Config) -> str:
     return datetime.fromtimestamp(hour / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def pd_numeric(column: object) -> object:
+def pd_numeric(column: Any) -> Any:
     import pandas as pd
 
     return pd.to_numeric(column, errors="coerce").dropna()
@@ -77,7 +79,7 @@ def pd_numeric(column: object) -> object:
 
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--kind", type=click.Choice(["events", "items", "users"]), default=None,
+@click.option("--kind", type=click.Choice(sorted(KIND_OF)), default=None,
               help="what the file holds (default: told by its columns)")
 def ingest(path: Path, kind: str | None) -> None:
     """Check your own Parquet/CSV/JSON-lines file against the contract and land it for the next run."""
@@ -210,6 +212,24 @@ def recommend(user_id: str, k: int | None, device: str | None) -> None:
     click.echo(json.dumps(answer.to_dict(), indent=1))
 
 
+def _print_baselines(versus: dict[str, Any]) -> None:
+    """Blink and every baseline on the same questions: NDCG / recall per question set."""
+    from rich.table import Table
+
+    k, table = versus["k"], versus["table"]
+    questions = list(table["blink"])
+    out = Table(title=f"Blink vs strong baselines (same split and questions, k={k}; * = best baseline)")
+    out.add_column("system")
+    for q in questions:
+        out.add_column(f"{q} ({table['blink'][q]['users']}) ndcg / recall")
+    for system, row in table.items():
+        out.add_row(system, *(f"{row[q]['ndcg']:.4f} / {row[q]['recall']:.4f}"
+                              + (" *" if versus["best_baseline"].get(q) == system else "") for q in questions))
+    Console(width=160).print(out)
+    for note in versus.get("notes", []):
+        console.print(f"note: {note}")
+
+
 @cli.command()
 def evaluate() -> None:
     """Print the offline evaluation of the version serving now."""
@@ -237,6 +257,9 @@ def evaluate() -> None:
 
         console.print(f"targets: {describe_targets(report['targets'])}")
     console.print(f"gate: {report['gate']['reason']}")
+    if "baselines" in report:
+        _print_baselines(report["baselines"])
+        console.print(f"gate vs baselines: {report['baseline_gate']['reason']}")
     session_file = directory / layout.SESSION_EVAL
     if session_file.exists():
         sess = json.loads(session_file.read_text())

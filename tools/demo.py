@@ -18,8 +18,8 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from blink import config, layout, redis_server
-from tools.redis_server import free_port
+from blink import config, layout
+from tools import redis_server
 
 console = Console(width=140)
 
@@ -53,7 +53,7 @@ def show_new_visitor(base: str, cfg: config.Config, model: object) -> None:
     session = f"demo-{int(time.time())}"
 
     def page() -> dict:
-        return requests.get(f"{base}/v1/recommendations/new-visitor", params={"k": 8, "session_id": session},
+        return requests.get(f"{base}/v1/recommendations/new-visitor", params={"k": "8", "session_id": session},
                             timeout=5).json()
 
     def describe(body: dict) -> str:
@@ -80,7 +80,7 @@ def main() -> None:
     console.print(f"Redis: {redis_server.ensure(cfg)} (Blink's own server, data and AOF in {cfg.layout.redis})")
     blink("generate", "--size", args.size, "--bad", "50")
     blink("run-dag")
-    port = free_port() if cfg.serving.port == 8080 else cfg.serving.port
+    port = redis_server.free_port() if cfg.serving.port == 8080 else cfg.serving.port
     blink("serve", "--daemon", "--port", str(port))
     base = f"http://127.0.0.1:{port}"
     ready = wait_ready(base)

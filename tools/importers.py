@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from blink.errors import BlinkError
+from blink.errors import DatasetError
 from contracts import intake
 from contracts.derived import arrow_schema, table_checks
 from contracts.dlq import reason_keys
@@ -40,11 +40,6 @@ NON_PRODUCT_CODE = r"(?!DCGS)[A-Za-z ]+|C2|gift_\d+_\d+"
 ML_LAYOUTS = {"csv": ("ratings.csv", "movies.csv"), "::": ("ratings.dat", "movies.dat")}
 ML_NO_GENRE = "(no genres listed)"
 
-
-class DatasetError(BlinkError):
-    """A dataset is missing or not in the layout an importer expects; the message says which."""
-
-    status = 400
 
 
 @dataclass

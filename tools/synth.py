@@ -143,10 +143,10 @@ def generate(size: str = "tiny", seed: int = 7, end_ms: int | None = None) -> Da
         u = rng.random((hi - lo, 8))
         cand = np.empty((hi - lo, 8), dtype=np.int64)
         for c in np.unique(cats):
-            rows = np.flatnonzero(cats == c)
-            seg = slice(bounds[c], bounds[c + 1])
-            pos = np.searchsorted(cum_pop[seg], u[rows])
-            cand[rows] = order[seg][np.minimum(pos, bounds[c + 1] - bounds[c] - 1)]
+            hit = np.flatnonzero(cats == c)
+            span = slice(bounds[c], bounds[c + 1])
+            pos = np.searchsorted(cum_pop[span], u[hit])
+            cand[hit] = order[span][np.minimum(pos, bounds[c + 1] - bounds[c] - 1)]
         affinity = np.einsum("nkd,nd->nk", item_vec[cand], user_vec[e_user[lo:hi]])
         pick = (2.0 * affinity + rng.gumbel(size=affinity.shape)).argmax(axis=1)
         e_item[lo:hi] = cand[np.arange(hi - lo), pick]
@@ -156,7 +156,7 @@ def generate(size: str = "tiny", seed: int = 7, end_ms: int | None = None) -> Da
     e_type = types[rng.choice(len(types), size=n_ev, p=list(EVENT_TYPES_WEIGHTS.values()))]
     events = pd.DataFrame({
         "event_id": [f"e{seed}-{j:09d}" for j in range(n_ev)],
-        "user_id": np.where(s_anon[e_sess], None, user_ids[e_user]),
+        "user_id": np.where(s_anon[e_sess], np.full(n_ev, None, dtype=object), user_ids[e_user]),
         "session_id": [f"s{seed}-{j:08d}" for j in e_sess],
         "item_id": item_ids[e_item],
         "event_type": e_type,

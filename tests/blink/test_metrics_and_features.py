@@ -131,3 +131,16 @@ def test_session_vector_gives_similarity_and_category_match() -> None:
     # The five positional arguments callers pass today still work, with the session missing.
     assert np.array_equal(feature_matrix(model, 0, cands, scores, ctx)[:, :NAMES.index("s_similarity")],
                           x[:, :NAMES.index("s_similarity")], equal_nan=True)
+
+
+def test_session_items_give_the_category_share_of_what_the_session_clicked() -> None:
+    model = small_model()
+    cands, scores, ctx = np.array([0, 1, 2, 3]), np.zeros(4, np.float32), Context(now_ms=0)
+    # The session touched items 0, 2 (both c0) and 1 (c1): c0 items get 2/3, c1 items 1/3.
+    x = feature_matrix(model, None, cands, scores, ctx, session_items=np.array([0, 2, 1]))
+    share = column(x, "s_category_share")
+    assert np.allclose(share[:3], [2 / 3, 1 / 3, 2 / 3]) and math.isnan(share[3])  # item 3: unknown category
+    assert np.isnan(column(x, "s_similarity")).all()  # items without a session vector: only the share
+    # No session items: missing, not zero.
+    assert np.isnan(column(feature_matrix(model, None, cands, scores, ctx, session_items=np.array([], np.int64)),
+                           "s_category_share")).all()

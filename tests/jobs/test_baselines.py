@@ -17,16 +17,10 @@ from jobs.baselines import (
     Query,
     SessionKNN,
     SkipBaseline,
-    eval_set,
-    evaluate,
-    hit_at,
-    ndcg_at,
-    recall_at,
-    temporal_split,
-    tune_als,
-    tune_ease,
     user_item_matrix,
 )
+from jobs.metrics import hit_at, ndcg_at, recall_at
+from jobs.protocol import eval_set, evaluate, temporal_split, tune_als, tune_ease
 
 HOUR = 3_600_000
 

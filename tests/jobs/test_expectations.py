@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from blink.errors import DataQualityError
 from blink.feature_matrix import USER_FEATURES
-from jobs.expectations import DataQualityError, gate, recommendations_frame, validate_frame
+from jobs.expectations import gate, recommendations_frame, validate_frame
 
 NOW_MS = int(time.time() * 1000)
 

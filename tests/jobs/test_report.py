@@ -165,6 +165,11 @@ def test_evaluate_writes_the_report_before_the_gate_blocks(tmp_path: Path, monke
                             consumed=lambda user: [])
     monkeypatch.setattr(evaluate, "cached_model", lambda *a: model)
     monkeypatch.setattr(evaluate, "map_partitions", lambda spark, items, fn: rows)
+    # The head-to-head needs the lake (tests/system runs it for real); here only its place in the report.
+    versus = {"k": cfg.eval.k, "notes": ["ease: skipped for the test"], "best_baseline": {"known": "als_tuned"},
+              "table": {"blink": {"known": {"ndcg": 0.4, "recall": 0.5, "users": 10}},
+                        "als_tuned": {"known": {"ndcg": 0.35, "recall": 0.45, "users": 10}}}}
+    monkeypatch.setattr(evaluate.head_to_head, "compare", lambda *a: versus)
     published = tmp_path / "published"
     published.mkdir()
     better = {"all": {"two_stage": {f"ndcg@{cfg.eval.k}": 0.9}}}
@@ -176,6 +181,11 @@ def test_evaluate_writes_the_report_before_the_gate_blocks(tmp_path: Path, monke
     assert page.exists() and "NOT published" in page.read_text()
     saved = json.loads((run.artifact_dir / layout.EVAL).read_text())
     assert saved["targets"]["by_bucket"]["all"]["ndcg_gain_met"] is True
+    # Blink 0.40 vs the best baseline 0.35: that gate passes, and the report shows the comparison.
+    assert saved["baseline_gate"]["passed"] and saved["baseline_gate"]["best"] == "als_tuned"
+    text = page.read_text()
+    assert "Blink vs strong baselines" in text and "<b>0.3500</b>" in text and "ease: skipped for the test" in text
+    assert (page.parent / "baselines.png").exists()
 
 
 def test_report_includes_the_session_evaluation(tmp_path: Path) -> None:
