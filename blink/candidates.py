@@ -123,16 +123,20 @@ def gather(model: Model, vector: np.ndarray | None, recent: np.ndarray, exclude:
 
 
 def _ann(model: Model, vector: np.ndarray, exclude: np.ndarray, n: int, retriever: Retriever | None) -> np.ndarray:
-    """The query's nearest items; exact search when the version was loaded without an index."""
-    # Ask for enough extra neighbours that filtering consumed items still leaves n.
-    want = n + min(len(exclude), n)
+    """The query's n nearest items not in ``exclude``; exact search without an index, or when
+    the index cannot reach past everything excluded."""
+    # Ask for as many extra neighbours as could be filtered out, so n remain.
+    want = min(n + len(exclude), len(model.item_vectors))
     if retriever is not None:
-        found, _ = retriever.search(vector, want)
-    else:
-        scores = model.item_vectors @ np.asarray(vector, np.float32)
-        found = np.argsort(-scores, kind="stable")[:want]
-    found = np.asarray(found, np.int64)
-    return found[~np.isin(found, exclude)][:n]
+        found = np.asarray(retriever.search(vector, want)[0], np.int64)
+        kept = found[~np.isin(found, exclude)]
+        if len(kept) >= n:
+            return kept[:n]
+        # A tree index answers at most its reorder budget: a user who consumed more than that
+        # (a wholesaler with thousands of products) gets the exact neighbours instead.
+    scores = model.item_vectors @ np.asarray(vector, np.float32)
+    found = np.argsort(-scores, kind="stable")[:want]
+    return found[~np.isin(found, exclude)][:n].astype(np.int64)
 
 
 def _covisit(model: Model, recent: np.ndarray, exclude: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

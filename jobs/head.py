@@ -10,8 +10,8 @@ import numpy as np
 from blink import layout
 from blink.config import Config
 from blink.feature_matrix import USER_INDEX
+from blink.model import Model
 from jobs.interval import Interval
-from jobs.spark import cached_model
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,8 @@ def select(events: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def run(cfg: Config, interval: Interval) -> dict[str, int]:
-    model = cached_model(str(interval.artifact_dir), "serve", False)
+    # Only features and vectors: the index and the ranker are built by tasks head does not wait for.
+    model = Model.load(interval.artifact_dir, "serve", retriever=False, ranker=False)
     personalisable = np.flatnonzero(~np.isnan(model.user_vectors[:, 0]))
     activity = model.user_features[personalisable, USER_INDEX["u_events"]]
     chosen = personalisable[select(activity, cfg.head.user_fraction)]

@@ -65,3 +65,27 @@ def test_a_new_visitors_clicks_reach_the_answer_through_co_visitation() -> None:
     assert answer is not None and {"i41", "i42"} <= {i for i, _ in answer}
     assert "i40" not in {i for i, _ in answer}
     assert pipe.recommend("visitor", 5, Context(now_ms=0)) is None  # nothing at all: the router's fallback
+
+
+class CappedIndex:
+    """Stands in for a tree index, which answers at most its reorder budget (here 10 items) —
+    a real ScaNN tree needs a catalogue far larger than this test's to show it."""
+
+    def __init__(self, model: Model) -> None:
+        self.vectors = model.item_vectors
+
+    def search(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(-(self.vectors @ vector), kind="stable")[:min(n, 10)]
+        return order, (self.vectors @ vector)[order]
+
+
+@pytest.mark.parametrize("index", [None, "capped"])
+def test_a_user_who_consumed_most_of_the_catalogue_still_gets_n_neighbours(index: str | None) -> None:
+    """Online Retail's wholesalers bought thousands of products: their lists must not come up short."""
+    model = small_model()
+    vector = model.user_vectors[0]
+    exact = np.argsort(-(model.item_vectors @ vector), kind="stable")
+    consumed = exact[:45]  # the 45 nearest items are all consumed
+    retriever = CappedIndex(model) if index else None
+    c = gather(model, vector, np.empty(0, np.int64), consumed, SourceSizes(10, 0, 0), retriever)  # type: ignore[arg-type]
+    assert list(c.only("ann").positions) == list(exact[45:55])
