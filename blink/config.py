@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -121,8 +121,7 @@ class ServingConfig(Section):
 # The baselines jobs/head_to_head.py can fit (config names them, so a typo is a clear error).
 BaselineName = Literal["popularity_all", "popularity_recent", "als_tuned", "ease", "item_knn", "covisitation",
                        "session_knn"]
-BASELINES: tuple[BaselineName, ...] = ("popularity_all", "popularity_recent", "als_tuned", "ease", "item_knn",
-                                       "covisitation", "session_knn")
+BASELINES: tuple[BaselineName, ...] = get_args(BaselineName)
 
 
 class EvalConfig(Section):
