@@ -15,7 +15,7 @@ trust for which request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,45 @@ if TYPE_CHECKING:
 
 SOURCES = ("ann", "covisit", "popular")
 _COL = {f.name: j for j, f in enumerate(SOURCE)}
+RANK_COLUMNS = [_COL[f"x_src_{s}_rank"] for s in SOURCES]  # within the SOURCE block
+RRF_K = 60.0  # the usual reciprocal-rank-fusion constant: past rank ~60 a source adds little
+KINDS = ("user", "session")  # requests with a known user's vector / from a session or history only
+
+
+def fused(ranks: np.ndarray, weights: tuple[float, ...]) -> np.ndarray:
+    """Weighted reciprocal-rank fusion: sum over sources of weight / (RRF_K + rank).
+
+    ``ranks`` has one column per source in SOURCES order, NaN where a source did not propose
+    the candidate. The batch ranker task tunes the weights with this same function.
+    """
+    w = np.asarray(weights, np.float32)
+    return np.nansum(w / (RRF_K + ranks), axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a version orders candidates, per request kind (see KINDS).
+
+    ``weights`` are the source weights of :func:`fused`; ``ranker`` says whether the XGBoost
+    ranker beat that fused order on held-out groups of this kind (if not, the fused order is
+    the answer: a ranker that cannot beat its own candidates' order must not be served).
+    """
+
+    weights: dict[str, tuple[float, ...]]
+    ranker: dict[str, bool]
+
+    @classmethod
+    def default(cls) -> Fusion:
+        """Equal weights, ranker on: what a version without a fusion.json means."""
+        return cls({k: (1.0,) * len(SOURCES) for k in KINDS}, {k: True for k in KINDS})
+
+    def to_json(self) -> dict[str, object]:
+        return {"weights": {k: list(v) for k, v in self.weights.items()}, "ranker": self.ranker}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fusion:
+        return cls({k: tuple(float(x) for x in v) for k, v in data["weights"].items()},
+                   {k: bool(v) for k, v in data["ranker"].items()})
 
 
 @dataclass(frozen=True)
@@ -90,9 +129,9 @@ class Candidates:
         rows = rows[np.argsort(self.sources[rows, _COL[f"x_src_{source}_rank"]], kind="stable")]
         return Candidates(self.positions[rows], self.scores[rows], self.sources[rows])
 
-    def fallback_scores(self) -> np.ndarray:
-        """Scores that keep the merged order (used when a version has no ranker)."""
-        return -np.arange(len(self.positions), dtype=np.float32)
+    def fused_scores(self, weights: tuple[float, ...]) -> np.ndarray:
+        """The sources' ranks fused (see :func:`fused`): the order served without a ranker."""
+        return fused(self.sources[:, RANK_COLUMNS], weights)
 
 
 def gather(model: Model, vector: np.ndarray | None, recent: np.ndarray, exclude: np.ndarray,
@@ -117,8 +156,7 @@ def gather(model: Model, vector: np.ndarray | None, recent: np.ndarray, exclude:
         sources[rows, _COL[f"x_src_{name}_rank"]] = np.arange(len(found), dtype=np.float32)
     rows = np.fromiter((where[p] for p in co_pos.tolist()), np.int64, len(co_pos))
     sources[rows, _COL["x_src_covisit_score"]] = co_score
-    ranks = sources[:, [_COL[f"x_src_{s}_rank"] for s in SOURCES]]
-    sources[:, _COL["x_src_count"]] = (~np.isnan(ranks)).sum(axis=1)
+    sources[:, _COL["x_src_count"]] = (~np.isnan(sources[:, RANK_COLUMNS])).sum(axis=1)
     return Candidates(positions, scores, sources)
 
 

@@ -94,6 +94,9 @@ class RankerConfig(Section):
     n_estimators: int = Field(150, ge=1)
     max_depth: int = Field(6, ge=1)
     learning_rate: float = Field(0.1, gt=0)
+    min_child_weight: float = Field(1.0, ge=0, description="larger: fewer, steadier splits on small data")
+    min_gain: float = Field(0.0, ge=0, description="NDCG@20 the ranker must add over the fused source "
+                                                   "order on held-out groups to be served")
     train_candidates: int = Field(200, ge=10, description="per training user")
     max_train_users: int = Field(4000, ge=10)
     max_train_sessions: int = Field(3000, ge=0, description="session groups (anonymous prefix -> next items)")

@@ -15,6 +15,7 @@ EMBEDDINGS = "embeddings.npz"  # item and user vectors (ALS)
 EMBEDDINGS_TUNING = "embeddings_tuning.json"  # the ALS grid and its choice
 RANKER = "ranker.ubj"  # XGBoost LTR model
 RANKER_IMPORTANCE = "ranker_importance.json"
+FUSION = "fusion.json"  # source weights per request kind, and where the ranker beat them
 SESSION_WEIGHTS = "session_gru.npz"  # GRU exported to NumPy (serving never imports torch)
 SESSION_EVAL = "session_eval.json"
 INDEX_DIR = "scann"  # the ScaNN index

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from blink import layout
-from blink.candidates import CoVisitTable
+from blink.candidates import CoVisitTable, Fusion
 from blink.feature_matrix import ITEM_FEATURES, USER_FEATURES
 from blink.retrieval import Retriever
 from blink.session import SessionEncoder
@@ -62,6 +62,7 @@ class Model:
     session: SessionEncoder | None = None  # the session GRU, when the version has one
     covisit: CoVisitTable | None = None  # the co-visitation candidate source
     recent: list[np.ndarray] = field(default_factory=list)  # per user: item positions, newest first
+    fusion: Fusion = field(default_factory=Fusion.default)  # the candidate order without (or instead of) the ranker
     item_index: dict[str, int] = field(default_factory=dict)
     user_index: dict[str, int] = field(default_factory=dict)
     trending_positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
@@ -127,6 +128,8 @@ class Model:
             retriever=Retriever.load(directory) if retriever else None, booster=booster,
             session=SessionEncoder.load(directory) if (directory / layout.SESSION_WEIGHTS).exists() else None,
             covisit=_covisit(fdir / layout.COVISITATION, item_index), recent=recent,
+            fusion=(Fusion.from_json(json.loads((directory / layout.FUSION).read_text()))
+                    if (directory / layout.FUSION).exists() else Fusion.default()),
         )
 
     def consumed(self, user_id: str) -> list[str]:

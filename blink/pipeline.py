@@ -106,9 +106,11 @@ class Pipeline:
                               session_vector=q.session, sources=cands.sources, session_items=q.session_items)
 
     def rank(self, q: Query, cands: Candidates, ctx: Context) -> np.ndarray:
-        """Ranker scores for the candidates; the merged source order if no ranker is published."""
-        if self.model.booster is None or len(cands.positions) == 0:
-            return cands.fallback_scores()
+        """Ranker scores for the candidates, or their fused source order where the version has
+        no ranker or its ranker did not beat that order for this kind of request."""
+        kind = request_kind(q)
+        if self.model.booster is None or not self.model.fusion.ranker[kind] or len(cands.positions) == 0:
+            return cands.fused_scores(self.model.fusion.weights[kind])
         x = self.features(q, cands, ctx)
         return np.asarray(self.model.booster.inplace_predict(x), dtype=np.float32)  # type: ignore[attr-defined]
 
@@ -159,6 +161,11 @@ class Pipeline:
         if self.model.retriever is None:
             raise SetupError("this model was loaded without its retrieval index (Model.load(retriever=True))")
         return self.model.retriever
+
+
+def request_kind(q: Query) -> str:
+    """``user`` for a known user's vector, ``session`` for a session or history-only request."""
+    return "user" if q.user_pos is not None else "session"
 
 
 def _dedupe(positions: np.ndarray) -> np.ndarray:

@@ -32,6 +32,21 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}tr.chosen{background:#fff3c4;fon
 .grid{display:flex;flex-wrap:wrap;gap:1em}.grid img{width:520px}"""
 
 
+def _fusion_section(fusion: dict[str, Any] | None) -> str:
+    """Where the ranker is served, and the held-out NDCG that decided it (jobs/ranker.choose)."""
+    if not fusion or "gate" not in fusion:
+        return "<p>No ranker gate for this version (fusion.json missing).</p>"
+    rows = "".join(
+        f"<tr><td class=l>{html.escape(kind)}</td><td>{g['holdout_groups']}</td>"
+        f"<td>{g['fused_ndcg@20']:.4f}</td><td>{g['ranker_ndcg@20']:.4f}</td>"
+        f"<td class=l>{', '.join(f'{w:g}' for w in g['weights'])}</td>"
+        f"<td class=l>{'ranker' if fusion['ranker'][kind] else 'fused source order'}</td></tr>"
+        for kind, g in fusion["gate"].items())
+    return ("<h3>Ranker or fused source order (held-out groups)</h3><table><tr><th class=l>requests</th>"
+            "<th>groups</th><th>fused NDCG@20</th><th>ranker NDCG@20</th>"
+            "<th class=l>weights (ann, covisit, popular)</th><th class=l>served</th></tr>" + rows + "</table>")
+
+
 def write_report(artifact_dir: Path, out_dir: Path) -> Path:
     """Write the report of the version in ``artifact_dir`` under ``out_dir``; returns its index.html."""
     evaluation = json.loads((artifact_dir / layout.EVAL).read_text())
@@ -41,6 +56,7 @@ def write_report(artifact_dir: Path, out_dir: Path) -> Path:
     importance = _optional_json(artifact_dir / layout.RANKER_IMPORTANCE) or []
     tuning = _optional_json(artifact_dir / layout.RETRIEVAL_TUNING)
     session = _optional_json(artifact_dir / layout.SESSION_EVAL)
+    fusion = _optional_json(artifact_dir / layout.FUSION)
     target_dir = out_dir / version
     target_dir.mkdir(parents=True, exist_ok=True)
 
@@ -53,10 +69,10 @@ def write_report(artifact_dir: Path, out_dir: Path) -> Path:
     summary = {"version": version, "k": k, "table": evaluation["table"], "targets": checks,
                "gate": evaluation.get("gate", {}), "ranker_importance": importance[:TOP_FEATURES],
                "retrieval_tuning": tuning, "session": session, "baselines": versus,
-               "baseline_gate": evaluation.get("baseline_gate", {})}
+               "baseline_gate": evaluation.get("baseline_gate", {}), "ranker_gate": fusion}
     (target_dir / REPORT_JSON).write_text(json.dumps(summary, indent=1))
     page = _page(version, k, evaluation, checks, plots, importance[:TOP_FEATURES], importance_png,
-                 tuning, tuning_png, session, versus, versus_png)
+                 tuning, tuning_png, session, versus, versus_png, fusion)
     (target_dir / "index.html").write_text(page)
     write_index(out_dir)
     return target_dir / "index.html"
@@ -176,7 +192,8 @@ def _flag(ok: Any, yes: str = "met", no: str = "missed") -> str:
 def _page(version: str, k: int, evaluation: dict[str, Any], checks: dict[str, Any], plots: dict[str, str],
           importance: list[list[Any]], importance_png: str | None, tuning: dict[str, Any] | None,
           tuning_png: str | None, session: dict[str, Any] | None = None,
-          versus: dict[str, Any] | None = None, versus_png: str | None = None) -> str:
+          versus: dict[str, Any] | None = None, versus_png: str | None = None,
+          fusion: dict[str, Any] | None = None) -> str:
     gate = evaluation.get("gate", {})
     parts = [f"<h1>Offline evaluation of {html.escape(version)}</h1>",
              "<p><a href='../index.html'>all versions</a> · <a href='report.json'>report.json</a></p>",
@@ -195,6 +212,7 @@ def _page(version: str, k: int, evaluation: dict[str, Any], checks: dict[str, An
             for i, (n, g) in enumerate(importance, 1)) + "</table>")
     else:
         parts.append("<p>No ranker importance for this version (ranker_importance.json missing).</p>")
+    parts.append(_fusion_section(fusion))
     parts.append("<h2>Retrieval: recall vs latency</h2>")
     if tuning and tuning_png:
         parts.append(_tuning_section(tuning, tuning_png))

@@ -89,3 +89,32 @@ def test_a_user_who_consumed_most_of_the_catalogue_still_gets_n_neighbours(index
     retriever = CappedIndex(model) if index else None
     c = gather(model, vector, np.empty(0, np.int64), consumed, SourceSizes(10, 0, 0), retriever)  # type: ignore[arg-type]
     assert list(c.only("ann").positions) == list(exact[45:55])
+
+
+class ReversedRanker:
+    """A stand-in booster that scores the candidates in reverse row order."""
+
+    def inplace_predict(self, x: np.ndarray) -> np.ndarray:
+        return np.arange(len(x), dtype=np.float32)
+
+
+def test_the_fused_order_is_served_where_the_gate_refused_the_ranker() -> None:
+    from blink.candidates import Fusion, fused
+
+    ctx = Context(now_ms=1_790_000_000_000)
+    weights = {"user": (0.0, 0.0, 1.0), "session": (1.0, 1.0, 1.0)}  # users: trending order only
+    refused = replace(model_with_sources(), booster=ReversedRanker(),
+                      fusion=Fusion(weights, {"user": False, "session": True}))
+    pipe = Pipeline(refused, sizes=SourceSizes(5, 10, 3))
+    assert [i for i, _ in pipe.recommend("u1", 3, ctx) or []] == ["i0", "i1", "i2"]  # trending, not reversed
+    q = pipe.query("u1")
+    assert q is not None
+    cands = pipe.candidates_for(q)
+    expected = fused(cands.sources[:, [NAMES.index(f"x_src_{s}_rank") - NAMES.index("x_src_ann_rank")
+                                       for s in SOURCES]], weights["user"])
+    np.testing.assert_array_equal(pipe.rank(q, cands, ctx), expected)
+    # Session requests of the same version go through the ranker.
+    anon = pipe.query(None, session=refused.item_vectors[5])
+    assert anon is not None
+    np.testing.assert_array_equal(pipe.rank(anon, pipe.candidates_for(anon), ctx),
+                                  np.arange(len(pipe.candidates_for(anon).positions), dtype=np.float32))
