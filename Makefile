@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
 SIZE ?= demo
 
-.PHONY: demo test test-fast prereq install stop airflow-ui report bench lint clean
+.PHONY: demo test test-fast prereq install stop airflow-ui report bench bench-scale lint clean
 
 # The virtual environment is rebuilt only when setup.cfg or constraints.txt change.
 $(STAMP): setup.cfg constraints.txt
@@ -48,6 +48,12 @@ report: $(STAMP)
 # Open-loop HTTP benchmark of the published version (run `make demo` first).
 bench: $(STAMP)
 	$(BIN)/blink bench
+
+# The batch layer at growing sizes: daily fit + hourly refresh per size (not part of make test).
+# SIZES=tiny,demo,bench for the SPEC's scale (3.4 GiB of data, hours on 2 cores).
+SIZES ?= tiny,demo
+bench-scale: $(STAMP)
+	$(BIN)/blink bench-scale --sizes $(SIZES)
 
 clean: stop
 	rm -rf var

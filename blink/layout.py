@@ -28,6 +28,7 @@ HEAD_LISTS = "head_lists.parquet"
 SIMILAR_LISTS = "similar_lists.parquet"
 TIMINGS = "task_seconds.json"
 MANIFEST = "manifest.json"  # written last by publish: the version is complete
+FITTED_FROM = "fitted_from.json"  # an hourly version: which daily version's models it reuses
 
 
 def user_vectors(version_dir: Path, as_of: str) -> Path:
@@ -69,6 +70,11 @@ class Layout:
 
     def version(self, version: str) -> Path:
         return self.artifacts / version
+
+    @property
+    def latest_fit(self) -> Path:
+        """Names the latest published daily (fitted) version, which hourly runs refresh."""
+        return self.artifacts / "LATEST_FIT"
 
     @property
     def gx(self) -> Path:

@@ -287,6 +287,11 @@ def categories_of(items: Any) -> list[str]:
 
 def run(cfg: Config, interval: Interval) -> dict[str, int]:
     """Write features/<as_of>/{users,items,covisit}.parquet + meta.json for each cut-off."""
+    return compute(cfg, interval, AS_OF_TAGS)
+
+
+def compute(cfg: Config, interval: Interval, tags: tuple[str, ...]) -> dict[str, int]:
+    """The aggregates at the cut-offs ``tags`` (the hourly refresh needs only ``serve``)."""
     spark = get_spark(cfg)
     lake = cfg.layout.lake
     events = spark.read.parquet(str(lake / "events")).drop("date", "hour", "batch").cache()
@@ -294,7 +299,7 @@ def run(cfg: Config, interval: Interval) -> dict[str, int]:
     categories = categories_of(items)
     cand = cfg.candidates
     counts = {}
-    for tag in AS_OF_TAGS:
+    for tag in tags:
         as_of = interval.as_of(tag)
         tables = transform(events, items, as_of, categories)
         out = layout.features_dir(interval.artifact_dir, tag)

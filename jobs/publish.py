@@ -40,12 +40,17 @@ def run(cfg: Config, interval: Interval) -> dict[str, Any]:
     sims = pd.read_parquet(d / layout.SIMILAR_LISTS)
     similar = ((i, json.loads(items)) for i, items in zip(sims["item_id"], sims["items"], strict=True))
     trending = json.loads((layout.features_dir(d, "serve") / "meta.json").read_text())["trending"]
+    fitted = d / layout.FITTED_FROM  # an hourly version names its fit; a daily one is its own
+    fit = json.loads(fitted.read_text())["version"] if fitted.exists() else interval.version
     manifest = {"version": interval.version, "as_of_ms": interval.as_of_ms, "run_id": interval.run_id,
+                "fitted_from": fit,
                 "published_at_ms": int(time.time() * 1000), "head_users": len(lists), "head_items": len(sims),
                 "eval": report["table"].get("all"), "tasks": summary}
     (d / layout.MANIFEST).write_text(json.dumps(manifest, indent=1))
     written = store(cfg).publish(interval.version, heads, [tuple(t) for t in trending], manifest,
                                  similar=similar)
+    if fit == interval.version:  # hourly runs refresh the newest fit that reached serving
+        cfg.layout.latest_fit.write_text(fit)
     log.info("published %s: %d head lists", interval.version, written)
     return {"version": interval.version, "head_lists": written}
 

@@ -55,6 +55,9 @@ def generate(size: str | None, seed: int | None, bad: int) -> None:
         console.print(f"  {name}: {path}")
 
 
+REFIT_HOURS = 24  # recs_daily's period: an older fit is refitted, not refreshed
+
+
 def _default_logical_date(cfg: config_mod.Config) -> str:
     """The hour just after the newest event in the landing files (real datasets are old)."""
     from contracts.landing import read
@@ -128,28 +131,52 @@ def import_movielens(path: Path) -> None:
     _import("import_movielens", path)
 
 
+def _which_dag(cfg: config_mod.Config, logical_date: str) -> str:
+    """recs_hourly when a fit younger than a day precedes the run's date, else recs_daily."""
+    import json
+    from datetime import datetime
+
+    from blink import layout
+
+    pointer = cfg.layout.latest_fit
+    if not pointer.exists():
+        return "recs_daily"
+    manifest = cfg.layout.version(pointer.read_text().strip()) / layout.MANIFEST
+    if not manifest.exists():
+        return "recs_daily"
+    fit_ms = int(json.loads(manifest.read_text())["as_of_ms"])
+    run_ms = int(datetime.fromisoformat(logical_date.replace("Z", "+00:00")).timestamp() * 1000)
+    return "recs_hourly" if 0 < run_ms - fit_ms < REFIT_HOURS * 3_600_000 else "recs_daily"
+
+
 @cli.command("run-dag")
 @click.option("--date", "logical_date", default=None, help="logical date (ISO); default: after the newest event")
-def run_dag(logical_date: str | None) -> None:
-    """One run of recs_hourly through `airflow dags test`, with progress per task."""
-    from jobs.tasks import NAMES as TASK_NAMES
+@click.option("--dag", "which", type=click.Choice(["auto", "daily", "hourly"]), default="auto",
+              help="daily: refit everything; hourly: refresh the latest fit; auto (default): hourly when "
+                   "a fit younger than a day precedes the date, else daily")
+def run_dag(logical_date: str | None, which: str) -> None:
+    """One run of recs_daily or recs_hourly through `airflow dags test`, with progress per task."""
+    from jobs.tasks import GRAPHS
     from tools import airflow_env
 
     cfg = _cfg()
     redis_server.ensure(cfg)
     logical_date = logical_date or _default_logical_date(cfg)
+    dag_id = _which_dag(cfg, logical_date) if which == "auto" else f"recs_{which}"
+    task_names = GRAPHS[dag_id].names
+    console.print(f"running {dag_id} for {logical_date}")
     logs = cfg.layout.logs
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"dag-{int(time.time())}.log"
     with console.status("preparing the Airflow metadata DB (var/airflow)..."):
         airflow_env.migrate(cfg)
-    cmd = [airflow_env.airflow_bin(), "dags", "test", "recs_hourly", logical_date]
+    cmd = [airflow_env.airflow_bin(), "dags", "test", dag_id, logical_date]
     done: list[str] = []
     started = time.perf_counter()
     finished = re.compile(r"\[DAG TEST\] end task task_id=(\w+)")
     outcome = re.compile(r"DagRun Finished: .*? state=(\w+)")
     state = "unknown"
-    with open(log_path, "w") as log, console.status("running recs_hourly...") as status:
+    with open(log_path, "w") as log, console.status(f"running {dag_id}...") as status:
         proc = subprocess.Popen(cmd, env=airflow_env.environment(cfg), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
@@ -158,19 +185,19 @@ def run_dag(logical_date: str | None) -> None:
             if m := outcome.search(line):
                 state = m.group(1)
             m = finished.search(line)
-            if m and m.group(1) in TASK_NAMES and m.group(1) not in done:
+            if m and m.group(1) in task_names and m.group(1) not in done:
                 done.append(m.group(1))
                 console.print(f"  [green]done[/] {m.group(1)}  ({time.perf_counter() - started:.0f}s)")
-                status.update(f"running recs_hourly... {len(done)}/{len(TASK_NAMES)} tasks")
+                status.update(f"running {dag_id}... {len(done)}/{len(task_names)} tasks")
         code = proc.wait()
     # "success" with fewer tasks done happens when Airflow skips them (e.g. a date before start_date)
-    if code != 0 or state != "success" or len(done) < len(TASK_NAMES):
+    if code != 0 or state != "success" or len(done) < len(task_names):
         errors = [ln for ln in log_path.read_text().splitlines() if "error" in ln.lower()][-15:]
         console.print("\n".join(ln[:400] for ln in errors))
-        raise click.ClickException(f"recs_hourly ended with state={state}, {len(done)} of {len(TASK_NAMES)} tasks "
+        raise click.ClickException(f"{dag_id} ended with state={state}, {len(done)} of {len(task_names)} tasks "
                                    f"done (exit {code}); "
                                    f"the previously published version keeps serving. Full log: {log_path}")
-    console.print(f"[green]recs_hourly finished[/] in {time.perf_counter() - started:.0f}s; log: {log_path}")
+    console.print(f"[green]{dag_id} finished[/] in {time.perf_counter() - started:.0f}s; log: {log_path}")
 
 
 @cli.command()
@@ -337,6 +364,23 @@ def bench(rate: float, seconds: float) -> None:
                           f"{sv.get('p99.9', 0):.2f}")
     Console(width=160).print(table)
     console.print(f"report: {out / 'report.json'}  picture: {out / 'latency.png'}")
+
+
+@cli.command("bench-scale")
+@click.option("--sizes", default="tiny,demo", show_default=True,
+              help="comma-separated data sizes, smallest first (add bench: 3.4 GiB, hours)")
+def bench_scale(sizes: str) -> None:
+    """The daily fit and an hourly refresh at each size: task times, peak memory, scaling plot."""
+    from tools import scale
+
+    cfg = _cfg()
+    chosen = [s.strip() for s in sizes.split(",") if s.strip()]
+    unknown = set(chosen) - {"tiny", "demo", "bench"}
+    if unknown:
+        raise click.BadParameter(f"unknown size(s) {sorted(unknown)}; choose from tiny, demo, bench",
+                                 param_hint="--sizes")
+    report = scale.main(chosen, cfg.layout.reports / "scale")
+    console.print(f"[green]wrote[/] {report} and {report.parent / 'scale.png'}")
 
 
 @cli.command()

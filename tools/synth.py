@@ -190,3 +190,14 @@ def write(ds: Dataset, landing: Path, tag: str = "synthetic") -> dict[str, Path]
         frame.to_parquet(path, index=False)
         out[name] = path
     return out
+
+
+def next_hour(size: str, seed: int, end_ms: int) -> pd.DataFrame:
+    """The hour of events after ``end_ms``, from the same generator (same items, users and
+    tastes: the same seed, one hour later); ids are prefixed so they never collide with the
+    dataset that ended at ``end_ms``."""
+    events = generate(size, seed, end_ms + HOUR_MS).events
+    hour = events[events["timestamp"] >= end_ms].copy()
+    hour["event_id"] = f"h{end_ms}-" + hour["event_id"]
+    hour["session_id"] = f"h{end_ms}-" + hour["session_id"]
+    return hour.reset_index(drop=True)

@@ -20,6 +20,7 @@ import requests
 
 from blink import config, layout
 from blink.candidates import SourceSizes
+from blink.feature_matrix import Context
 from blink.keys import Keys
 from blink.model import Model
 from blink.pipeline import Pipeline
@@ -394,3 +395,60 @@ def test_similar_items_precomputed_for_head_items_realtime_for_the_rest(
     assert len(a["items"]) == len(b["items"]) == 5
     assert head_item not in {i["item_id"] for i in a["items"]}
     assert requests.get(f"{server}/v1/items/no-such-item/similar", timeout=5).status_code == 404
+
+
+def test_an_hourly_run_refreshes_the_daily_fit_and_is_idempotent(
+        published: dict[str, Any], cfg: config.Config, env: dict[str, str]) -> None:
+    """recs_hourly after recs_daily: an hour of new events (a brand-new user, a known user who
+    came back) is ingested; the fitted models are reused by hard link, the serve-time state and
+    the touched users' vectors are refreshed, the rest is unchanged; a rerun gives the same lists.
+    Runs last: it moves the served version."""
+    import numpy as np
+    import pandas as pd
+
+    daily = published["dir"]
+    as_of = json.loads((daily / layout.MANIFEST).read_text())["as_of_ms"]
+    run_ms = as_of + 3 * 3_600_000  # later than the intervals the tests above used
+    landing = pd.read_parquet(cfg.layout.landing / "events")
+    old = landing[landing["item_id"].notna() & landing["user_id"].notna()].head(60)
+    returning = str(old["user_id"].iloc[0])
+    fresh = old.assign(user_id=np.where(np.arange(len(old)) < 30, returning, "hourly-new-user"),
+                       session_id=np.where(np.arange(len(old)) < 30, "hourly-s1", "hourly-s2"),
+                       event_id=[f"hourly-{n}" for n in range(len(old))],
+                       event_type="click", timestamp=run_ms - 3_000_000 + np.arange(len(old)) * 1000)
+    fresh.to_parquet(cfg.layout.landing / "events" / "hourly-test.parquet", index=False)
+
+    def hourly() -> Path:
+        date = pd.Timestamp(run_ms, unit="ms", tz="UTC").isoformat()  # the run's as-of time
+        done = subprocess.run([str(BIN / "blink"), "run-dag", "--dag", "hourly", "--date", date],
+                              env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        version = published["store"].current_version()
+        assert version is not None and version != published["version"]
+        return cfg.layout.version(version)
+
+    first = hourly()
+    manifest = json.loads((first / layout.MANIFEST).read_text())
+    assert manifest["fitted_from"] == published["version"] and manifest["as_of_ms"] == run_ms
+    assert set(manifest["tasks"]) == {"ingest", "quality", "refresh", "head", "precompute"}
+    for name in (layout.EMBEDDINGS, layout.SESSION_WEIGHTS, layout.EVAL):  # linked, not copied
+        assert (first / name).stat().st_ino == (daily / name).stat().st_ino
+    before, after = (np.load(layout.user_vectors(d, "serve")) for d in (daily, first))
+    b = dict(zip(before["user_ids"], before["user_vectors"], strict=True))
+    a = dict(zip(after["user_ids"], after["user_vectors"], strict=True))
+    assert "hourly-new-user" in a and "hourly-new-user" not in b
+    assert not np.allclose(a[returning], b[returning])  # 30 new clicks moved the returning user
+    untouched = [u for u in b if u != returning]
+    assert untouched and all(np.array_equal(a[u], b[u]) for u in untouched)
+    users = pd.read_parquet(layout.features_dir(first, "serve") / "users.parquet")
+    assert "hourly-new-user" in set(users["user_id"])
+    # The hourly version serves: the new user gets a personal list through the serving pipeline.
+    model = Model.load(first, "serve")
+    assert Pipeline(model, sizes=SourceSizes.from_config(cfg)).recommend("hourly-new-user", 10, Context(now_ms=run_ms))
+    # Idempotent: the same hour again gives the same state and the same precomputed lists.
+    second = hourly()
+    again = np.load(layout.user_vectors(second, "serve"))
+    assert np.array_equal(again["user_vectors"], after["user_vectors"])
+    lists = [pd.read_parquet(d / layout.HEAD_LISTS).sort_values("user_id", ignore_index=True) for d in (first, second)]
+    pd.testing.assert_frame_equal(*lists)
+    assert cfg.layout.latest_fit.read_text() == published["version"]  # hourly runs never become the fit

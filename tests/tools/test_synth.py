@@ -41,3 +41,17 @@ def test_corrupt_records_are_all_rejected() -> None:
     text = " ".join(r[0] for r in reasons)
     assert "seconds" in text and "clik" in text and "control" in text
     assert np.all(bad["event_id"].str.startswith("bad-"))
+
+
+def test_the_next_hour_comes_from_the_same_generator_and_never_collides() -> None:
+    end = 1_790_000_000_000
+    base = synth.generate("tiny", seed=3, end_ms=end)
+    hour = synth.next_hour("tiny", seed=3, end_ms=end)
+    assert len(hour) > 0
+    assert hour["timestamp"].between(end, end + synth.HOUR_MS - 1).all()
+    assert not set(hour["event_id"]) & set(base.events["event_id"])
+    assert not set(hour["session_id"]) & set(base.events["session_id"])
+    # same catalogue and users: every item and known user of the hour exists in the dataset
+    assert set(hour["item_id"]) <= set(base.items["item_id"])
+    assert set(hour["user_id"].dropna()) <= set(base.users["user_id"])
+    assert all(validate("event", r) == [] for r in hour.head(50).to_dict("records"))
