@@ -87,6 +87,10 @@ class RetrievalConfig(Section):
     tune: bool = Field(True, description="choose ScaNN settings by measuring recall@candidates vs exact search")
     target_recall: float = Field(0.95, gt=0, le=1, description="recall@candidates the tuned index must reach")
     tune_queries: int = Field(300, ge=10, description="sample queries for the tuning measurement")
+    quantize: bool = Field(True, description="measure int8 and bfloat16 scoring next to float32; publish one "
+                                             "only within max_quantization_loss")
+    max_quantization_loss: float = Field(0.005, ge=0, le=1, description="relative recall loss allowed "
+                                                                       "(at 20 and at candidates)")
 
 
 class RankerConfig(Section):

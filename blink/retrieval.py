@@ -78,25 +78,34 @@ class Retriever:
         """An index with explicit settings (``params`` as in ``Retriever.params``), e.g. a tuned point.
 
         ``{"kind": "brute_force"}`` or ``{"kind": "tree_ah", "leaves": L, "leaves_to_search": S,
-        "reorder": R}``; the index job picks them by measurement (jobs/index.py).
+        "reorder": R}``, each optionally with ``"precision": "int8" | "bfloat16"`` (default
+        float32): how the exact scores (brute force, or the tree's re-ordering) are computed. The
+        index job picks all of them by measurement (jobs/index.py).
         """
         import scann
+        from scann.scann_ops.py.scann_builder import ReorderType
 
         n = len(vectors)
         k = min(candidates, n)
+        precision = str(params.get("precision", "float32"))
+        quantize = {"float32": ReorderType.FLOAT32, "int8": ReorderType.INT8, "bfloat16": ReorderType.BFLOAT16}
+        if precision not in quantize:
+            raise ConfigError(f"unknown index precision {precision!r}; use one of {', '.join(quantize)}")
+        extra = {} if precision == "float32" else {"precision": precision}
         builder = scann.scann_ops_pybind.builder(vectors.astype(np.float32), k, "dot_product")
         if params["kind"] == "brute_force":
-            return Retriever(builder.score_brute_force().build(), n, {"kind": "brute_force"})
+            return Retriever(builder.score_brute_force(quantize=quantize[precision]).build(), n,
+                             {"kind": "brute_force", **extra})
         leaves, search, reorder = (int(params[key]) for key in ("leaves", "leaves_to_search", "reorder"))  # type: ignore[call-overload]
         searcher = (
             builder.tree(num_leaves=leaves, num_leaves_to_search=min(search, leaves),
                          training_sample_size=min(n, 250_000))
             .score_ah(2, anisotropic_quantization_threshold=0.2)
-            .reorder(max(reorder, k))
+            .reorder(max(reorder, k), quantize=quantize[precision])
             .build()
         )
         return Retriever(searcher, n, {"kind": "tree_ah", "leaves": leaves, "leaves_to_search": search,
-                                       "reorder": reorder})
+                                       "reorder": reorder, **extra})
 
     def save_with_defaults(self, directory: Path, leaves_to_search: int, reorder: int) -> Retriever:
         """Save this tree index with other search-time defaults, and load it back.

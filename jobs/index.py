@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,70 @@ def run(cfg: Config, interval: Interval) -> dict[str, object]:
     n_queries = cfg.retrieval.tune_queries
     queries, source = sample_queries(emb["user_vectors"], vectors, n_queries)
     retriever, tuning = build_index(vectors, queries, cfg.retrieval, interval.artifact_dir)
+    if cfg.retrieval.quantize:
+        retriever, tuning["precision"] = choose_precision(retriever, vectors, queries, cfg.retrieval,
+                                                          interval.artifact_dir)
     tuning["query_source"] = source
     (interval.artifact_dir / layout.RETRIEVAL_TUNING).write_text(json.dumps(tuning, indent=1))
     chosen = tuning["chosen"]
     log.info("index: %d items, %s, recall@%d %.4f, p50 %.3f ms, p99 %.3f ms", len(vectors), retriever.params,
              tuning["k"], chosen["recall"], chosen["p50_ms"], chosen["p99_ms"])
     return {"items": len(vectors), **retriever.params, "recall": chosen["recall"], "p99_ms": chosen["p99_ms"]}
+
+
+PRECISIONS = ("int8", "bfloat16")  # smallest first: the first within the loss bound is published
+SHORT_K = 20  # the list length users see; recall there is gated too
+
+
+def choose_precision(served: Retriever, vectors: np.ndarray, queries: np.ndarray, cfg: RetrievalConfig,
+                     directory: Path) -> tuple[Retriever, dict[str, Any]]:
+    """Measure the published (float32) index next to its int8 and bfloat16 variants (same
+    settings): recall@20 and recall@candidates against exact search, latency, size on disk.
+    The smallest variant whose relative recall loss is within ``max_quantization_loss`` on both
+    replaces the float32 index in ``directory``; otherwise float32 stays."""
+    import tempfile
+
+    k = min(cfg.candidates, len(vectors))
+    kth = {n: exact_scores(vectors, queries, n) for n in (SHORT_K, k)}
+
+    def row(r: Retriever, size: int) -> dict[str, Any]:
+        found = [r.search(q, k)[0] for q in queries]
+        times = []
+        for q in queries:
+            started = time.perf_counter()
+            r.search(q, k)
+            times.append((time.perf_counter() - started) * 1000)
+        return {"precision": str(r.params.get("precision", "float32")), "bytes": size,
+                f"recall@{SHORT_K}": round(recall_vs_exact(vectors, queries, [f[:SHORT_K] for f in found], SHORT_K,
+                                                           kth[SHORT_K]), 5),
+                f"recall@{k}": round(recall_vs_exact(vectors, queries, found, k, kth[k]), 5),
+                "p50_ms": round(float(np.percentile(times, 50)), 4),
+                "p99_ms": round(float(np.percentile(times, 99)), 4)}
+
+    rows = [row(served, _bytes(directory / layout.INDEX_DIR))]
+    base = rows[0]
+    chosen: Retriever | None = None
+    for precision in PRECISIONS:
+        variant = Retriever.from_params(vectors, cfg.candidates, {**served.params, "precision": precision})
+        with tempfile.TemporaryDirectory() as tmp:
+            variant.save(Path(tmp))
+            rows.append(row(variant, _bytes(Path(tmp) / layout.INDEX_DIR)))
+        loss = max(1 - rows[-1][m] / base[m] for m in (f"recall@{SHORT_K}", f"recall@{k}") if base[m] > 0)
+        rows[-1]["relative_loss"] = round(loss, 5)
+        rows[-1]["within_bound"] = loss <= cfg.max_quantization_loss
+        if chosen is None and rows[-1]["within_bound"]:
+            chosen = variant
+    if chosen is not None:
+        shutil.rmtree(directory / layout.INDEX_DIR)  # no float32 file may outlive the switch
+        chosen.save(directory)
+        served = Retriever.load(directory)
+    published = str(served.params.get("precision", "float32"))
+    log.info("index precision: %s published; %s", published, rows)
+    return served, {"published": published, "max_relative_loss": cfg.max_quantization_loss, "variants": rows}
+
+
+def _bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def sample_queries(user_vectors: np.ndarray, item_vectors: np.ndarray, n: int,

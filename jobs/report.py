@@ -32,6 +32,23 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}tr.chosen{background:#fff3c4;fon
 .grid{display:flex;flex-wrap:wrap;gap:1em}.grid img{width:520px}"""
 
 
+def _precision_section(precision: dict[str, Any] | None) -> str:
+    """float32 vs int8 vs bfloat16 scoring of the index, and which one was published (jobs/index.py)."""
+    if not precision:
+        return "<p>No index precision comparison for this version.</p>"
+    rows = precision["variants"]
+    cols = [c for c in rows[0] if c != "precision"] + ["relative_loss", "within_bound"]
+    cols = list(dict.fromkeys(cols))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        f"<tr{' class=chosen' if r['precision'] == precision['published'] else ''}><td class=l>"
+        f"{html.escape(r['precision'])}</td>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols)
+        + "</tr>" for r in rows)
+    return (f"<h3>Index precision (published: {html.escape(precision['published'])}; relative recall loss "
+            f"allowed {precision['max_relative_loss']:.1%})</h3><table><tr><th class=l>precision</th>{head}</tr>"
+            f"{body}</table>")
+
+
 def _fusion_section(fusion: dict[str, Any] | None) -> str:
     """Where the ranker is served, and the held-out NDCG that decided it (jobs/ranker.choose)."""
     if not fusion or "gate" not in fusion:
@@ -218,6 +235,7 @@ def _page(version: str, k: int, evaluation: dict[str, Any], checks: dict[str, An
         parts.append(_tuning_section(tuning, tuning_png))
     else:
         parts.append("<p>No retrieval tuning for this version (retrieval_tuning.json missing).</p>")
+    parts.append(_precision_section((tuning or {}).get("precision")))
     parts.append(_session_section(session))
     return _html(f"Blink evaluation {version}", "\n".join(parts))
 

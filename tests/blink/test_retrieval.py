@@ -143,3 +143,24 @@ def test_an_index_copied_elsewhere_still_loads(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "a")
     found, _ = Retriever.load(tmp_path / "b").search(vectors[0], 5)
     assert len(found) == 5
+
+
+@pytest.mark.parametrize("kind", ["brute_force", "tree_ah"])
+def test_a_quantized_index_is_published_only_within_the_loss_bound(tmp_path: Path, kind: str) -> None:
+    vectors, queries = clustered(2500, dim=16)
+    cfg = RetrievalConfig(candidates=100, max_quantization_loss=0.005)
+    params: dict[str, object] = ({"kind": "brute_force"} if kind == "brute_force" else
+                                 {"kind": "tree_ah", "leaves": 50, "leaves_to_search": 25, "reorder": 400})
+    base = Retriever.from_params(vectors, cfg.candidates, params)
+    base.save(tmp_path)
+    served, report = index.choose_precision(Retriever.load(tmp_path), vectors, queries, cfg, tmp_path)
+    rows = {r["precision"]: r for r in report["variants"]}
+    assert set(rows) == {"float32", "int8", "bfloat16"} and rows["int8"]["bytes"] < rows["float32"]["bytes"]
+    for name in ("int8", "bfloat16"):
+        assert rows[name]["within_bound"] == (rows[name]["relative_loss"] <= 0.005)
+    passing = [p for p in index.PRECISIONS if rows[p]["within_bound"]]
+    assert report["published"] == (passing[0] if passing else "float32")
+    loaded = Retriever.load(tmp_path)  # what serving will load is what was chosen
+    assert loaded.params.get("precision", "float32") == report["published"]
+    # Against numpy's exact answer, not ScaNN's numbers: the published index keeps its recall.
+    assert true_recall(loaded, vectors, queries, 20) >= true_recall(base, vectors, queries, 20) * (1 - 0.005) - 0.01

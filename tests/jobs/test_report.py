@@ -197,3 +197,28 @@ def test_report_includes_the_session_evaluation(tmp_path: Path) -> None:
                   "popularity": {"hr@20": 0.18, "mrr@20": 0.05, "predictions": 400}}}))
     page = write_report(directory, tmp_path / "out").read_text()
     assert "Sessions: next item" in page and "0.5123" in page and "cooccurrence" in page
+
+
+def test_report_shows_the_ranker_gate_and_the_index_precision(tmp_path: Path) -> None:
+    directory = artifact(tmp_path)
+    tuned = json.loads((directory / "retrieval_tuning.json").read_text())
+    tuned["precision"] = {"published": "int8", "max_relative_loss": 0.005, "variants": [
+        {"precision": "float32", "bytes": 4000, "recall@20": 1.0, "p50_ms": 0.2},
+        {"precision": "int8", "bytes": 1000, "recall@20": 0.998, "p50_ms": 0.1, "relative_loss": 0.002,
+         "within_bound": True}]}
+    (directory / "retrieval_tuning.json").write_text(json.dumps(tuned))
+    gate = {"user": {"holdout_groups": 4, "weights": [2.0, 0.5, 2.0], "fused_ndcg@20": 0.1666,
+                     "ranker_ndcg@20": 0.1501},
+            "session": {"holdout_groups": 47, "weights": [0.5, 2.0, 0.0], "fused_ndcg@20": 0.1847,
+                        "ranker_ndcg@20": 0.2051}}
+    (directory / layout.FUSION).write_text(json.dumps({"weights": {k: g["weights"] for k, g in gate.items()},
+                                                       "ranker": {"user": False, "session": True}, "gate": gate}))
+    out = tmp_path / "reports" / "eval"
+    html = write_report(directory, out).read_text()
+    assert "Index precision (published: int8" in html and "0.998" in html
+    assert "Ranker or fused source order" in html
+    user_row = html[html.index("<td class=l>user</td>"):]
+    assert "0.1666" in user_row and "fused source order" in user_row.split("</tr>")[0]
+    assert "ranker</td>" in html[html.index("<td class=l>session</td>"):].split("</tr>")[0]
+    data = json.loads((out / directory.name / "report.json").read_text())
+    assert data["ranker_gate"]["ranker"] == {"user": False, "session": True}
