@@ -7,9 +7,11 @@ directory without one is incomplete and never loaded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -43,7 +45,7 @@ def run(cfg: Config, interval: Interval) -> dict[str, Any]:
     fitted = d / layout.FITTED_FROM  # an hourly version names its fit; a daily one is its own
     fit = json.loads(fitted.read_text())["version"] if fitted.exists() else interval.version
     manifest = {"version": interval.version, "as_of_ms": interval.as_of_ms, "run_id": interval.run_id,
-                "fitted_from": fit,
+                "fitted_from": fit, "checksums": checksums(d),
                 "published_at_ms": int(time.time() * 1000), "head_users": len(lists), "head_items": len(sims),
                 "eval": report["table"].get("all"), "tasks": summary}
     (d / layout.MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -53,6 +55,26 @@ def run(cfg: Config, interval: Interval) -> dict[str, Any]:
         cfg.layout.latest_fit.write_text(fit)
     log.info("published %s: %d head lists", interval.version, written)
     return {"version": interval.version, "head_lists": written}
+
+
+# Files that legitimately change after publish: task timings (publish's own duration is added
+# after it returns) and ScaNN's asset paths (rewritten when a version is moved or linked).
+UNCHECKED = {layout.MANIFEST, layout.TIMINGS, f"{layout.INDEX_DIR}/scann_assets.pbtxt"}
+
+
+def checksums(directory: Path) -> dict[str, str]:
+    """sha256 of every file of the version, by path relative to it: serving refuses a version
+    whose files no longer match (a truncated or corrupted artifact) and falls back to another."""
+    out = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        name = path.relative_to(directory).as_posix()
+        if name not in UNCHECKED:
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            out[name] = digest.hexdigest()
+    return out
 
 
 def published_dir(cfg: Config) -> Any:
