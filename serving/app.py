@@ -8,6 +8,8 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Flask, current_app, jsonify, request
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from blink import config as config_mod
@@ -19,6 +21,7 @@ from blink.keys import Keys
 from blink.session_store import RedisSessions
 from blink.store import RecStore, RedisStore
 from contracts.dlq import DeadLetterQueue
+from serving.breaker import Breaker
 from serving.event_log import EventLog
 from serving.registry import Registry
 from serving.router import Router
@@ -34,15 +37,17 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     Redis-less single process) serves recommendations without the live-event features."""
     cfg = cfg or config_mod.load()
     events, sessions = None, None
+    redis_breaker = Breaker("redis", fail_max=3, reset_timeout_s=1.0)  # shared by reads and event appends
     if store is None:
-        client = redis_client.client(cfg)
+        client = bounded_client(cfg)
         keys = Keys(cfg.redis.key_prefix)
         store = RedisStore(client, keys)
         sessions = RedisSessions(client, keys, cfg.session.ttl_s)
     registry = Registry(store, cfg.layout.artifacts, SourceSizes.from_config(cfg))
     if sessions is not None:
         updater = SessionUpdater(sessions, lambda: registry.pipeline.model if registry.pipeline else None)
-        events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.layout.dlq), on_accepted=updater)
+        events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.layout.dlq), on_accepted=updater,
+                          breaker=redis_breaker)
     if start_reload:
         registry.start(cfg.serving.reload_seconds)
     else:
@@ -51,11 +56,26 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # bounded request bodies
     app.extensions["blink"] = {"cfg": cfg, "store": store, "registry": registry, "events": events,
                                "router": Router(cfg.serving, store, registry, sessions=sessions,
-                                                blend=cfg.session.blend)}
+                                                blend=cfg.session.blend, redis_breaker=redis_breaker)}
     app.register_blueprint(api)
     app.register_error_handler(BlinkError, _blink_error)
     app.register_error_handler(HTTPException, _http_error)
     return app
+
+
+def bounded_client(cfg: Config) -> redis.Redis:
+    """Blink's Redis client for serving: connecting and every command bounded by
+    ``redis.socket_timeout_ms``, never retried. The shared client's 1 s connect timeout is too
+    long here: a hung (stopped) Redis fills its listen backlog, then every connect waits it out.
+    With the Redis breaker (serving.breaker) a hung Redis costs a few timeouts, then is skipped."""
+    client = redis_client.client(cfg)
+    timeout_s = cfg.redis.socket_timeout_ms / 1000
+    client.connection_pool.connection_kwargs["socket_connect_timeout"] = timeout_s
+    client.set_retry(Retry(NoBackoff(), 0))
+    if cfg.redis.socket_timeout_ms >= cfg.serving.deadline_ms:
+        log.warning("redis.socket_timeout_ms (%d) is not below serving.deadline_ms (%g): a hung Redis "
+                    "can cost a request its whole deadline", cfg.redis.socket_timeout_ms, cfg.serving.deadline_ms)
+    return client
 
 
 def _ext(name: str) -> Any:
@@ -107,10 +127,7 @@ def post_events() -> Any:
     if events is None:
         raise NotReady("this server has no event stream configured")
     started = time.perf_counter()
-    try:
-        result = events.accept(records)
-    except redis.RedisError as exc:
-        raise NotReady(f"event stream unavailable ({exc}); retry later, nothing was lost") from None
+    result = events.accept(records)  # NotReady (503) when the stream is unreachable: nothing was taken
     # 202: all taken (duplicates are accepted once); 400: per-record errors, valid ones kept.
     body = result.to_dict() | {"path": "events", "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
     return jsonify(body), 202 if result.rejected == 0 else 400

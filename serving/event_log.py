@@ -2,8 +2,10 @@
 
 Used by ``POST /v1/events``. A valid event is appended only if its event id was not seen
 before (one Lua script does check-and-append atomically, so concurrent retries of the same
-event land once). Invalid events go to the dead-letter queue with their reason. The batch
-``ingest`` task drains the stream into the lake (jobs/stream.py).
+event land once). Invalid events go to the dead-letter queue with their reason, and only
+once the valid ones are in the stream: a batch refused with 503 (stream unreachable) leaves
+no letters, so its retry does not dead-letter twice.
+The batch ``ingest`` task drains the stream into the lake (jobs/stream.py).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 
 import redis
 
+from blink.errors import NotReady
 from blink.keys import EVENTS, SEEN, Keys
 from contracts import intake
 from contracts.dlq import DeadLetterQueue
+from serving.breaker import Breaker
 
 log = logging.getLogger(__name__)
 SEEN_TTL_S = 7 * 24 * 3600  # duplicate window: a retry a week later is a new event
@@ -45,11 +49,13 @@ class BatchResult:
 
 class EventLog:
     def __init__(self, client: redis.Redis, keys: Keys, dlq: DeadLetterQueue,
-                 on_accepted: Callable[[list[Mapping[str, Any]]], None] | None = None) -> None:
+                 on_accepted: Callable[[list[Mapping[str, Any]]], None] | None = None,
+                 breaker: Breaker | None = None) -> None:
         self.r = client
         self.k = keys
         self.dlq = dlq
         self.on_accepted = on_accepted  # e.g. the session updater: sees each new event exactly once
+        self.breaker = breaker or Breaker("redis", fail_max=3, reset_timeout_s=1.0)
         self._append = client.register_script(_APPEND_ONCE)
 
     @property
@@ -57,21 +63,32 @@ class EventLog:
         return self.k.global_(EVENTS)
 
     def accept(self, records: Sequence[Any], source: str = "api") -> BatchResult:
-        """Validate, dead-letter the invalid, append the valid ones once. Counts add up."""
+        """Validate, append the valid ones once, then dead-letter the invalid. Counts add up.
+
+        Raises (nothing taken, nothing dead-lettered): ``NotReady`` (503) when the stream is
+        unreachable or its breaker is open.
+        """
         checked = intake.split(records, "event", source)
         result = BatchResult(rejected=len(checked.rejected))
         for r in checked.rejected:
             event_id = r.record.get("event_id") if isinstance(r.record, Mapping) else None
             result.errors.append({"index": r.index, "event_id": event_id, "errors": r.problems})
-        if checked.rejected:
-            self.dlq.add(checked.letters)
+        letters = checked.letters
         valid = checked.valid
-        pipe = self.r.pipeline(transaction=False)
-        for record in valid:
-            self._append(keys=[self.k.global_(SEEN, str(record["event_id"])), self.stream],
-                         args=[SEEN_TTL_S, json.dumps(record)], client=pipe)
+        try:
+            outcomes = self.breaker.call(lambda: self._append_all(valid)) if valid else []
+        except Exception as exc:  # redis errors, or the breaker's own when it is open
+            if not (isinstance(exc, redis.RedisError) or Breaker.is_open(exc)):
+                raise
+            log.warning("event stream unavailable: %s", exc)
+            reason = "skipped while Redis is failing" if Breaker.is_open(exc) else str(exc)
+            # Nothing dead-lettered; an event the stream did take before failing is a duplicate on retry.
+            raise NotReady(f"event stream unavailable ({reason}); retry the whole request later, "
+                           "nothing was lost") from None
+        if letters:
+            self.dlq.add(letters)
         fresh = []
-        for record, outcome in zip(valid, pipe.execute(), strict=True):
+        for record, outcome in zip(valid, outcomes, strict=True):
             if outcome:
                 result.accepted += 1
                 fresh.append(record)
@@ -79,7 +96,15 @@ class EventLog:
                 result.duplicates += 1
         if fresh and self.on_accepted is not None:
             try:
-                self.on_accepted(fresh)
+                self.breaker.call(lambda: self.on_accepted(fresh))  # type: ignore[misc]
             except Exception:  # noqa: BLE001 - the events are safe in the stream; sessions are best effort
                 log.exception("session update failed")
         return result
+
+    def _append_all(self, valid: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Append each record unless its event id was seen; one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for record in valid:
+            self._append(keys=[self.k.global_(SEEN, str(record["event_id"])), self.stream],
+                         args=[SEEN_TTL_S, json.dumps(record)], client=pipe)
+        return pipe.execute()  # type: ignore[no-any-return]

@@ -257,7 +257,7 @@ def test_events_stream_outage_is_503(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     with_events(app, tmp_path, fail=redis.ConnectionError("connection refused"))
     message = error(app.test_client().post("/v1/events", json=event(1)), 503, "NotReady")
-    assert message == "event stream unavailable (connection refused); retry later, nothing was lost"
+    assert message == "event stream unavailable (connection refused); retry the whole request later, nothing was lost"
 
 
 def test_events_token(tmp_path: Path) -> None:
