@@ -21,6 +21,7 @@ from blink.keys import Keys
 from blink.session_store import RedisSessions
 from blink.store import RecStore, RedisStore
 from contracts.dlq import DeadLetterQueue
+from serving.body import parse_json, read_limited
 from serving.breaker import Breaker
 from serving.event_log import EventLog
 from serving.registry import Registry
@@ -29,6 +30,7 @@ from serving.session_updater import SessionUpdater
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
+MAX_BODY_BYTES = 1 << 20  # POST /v1/events, chunked or not
 
 
 def create_app(cfg: Config | None = None, store: RecStore | None = None, start_reload: bool = True) -> Flask:
@@ -53,13 +55,14 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     else:
         registry.refresh()
     app = Flask("blink")
-    app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # bounded request bodies
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # bounded request bodies
     app.extensions["blink"] = {"cfg": cfg, "store": store, "registry": registry, "events": events,
                                "router": Router(cfg.serving, store, registry, sessions=sessions,
                                                 blend=cfg.session.blend, redis_breaker=redis_breaker)}
     app.register_blueprint(api)
     app.register_error_handler(BlinkError, _blink_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
     return app
 
 
@@ -90,6 +93,13 @@ def _http_error(exc: HTTPException) -> Any:
     return jsonify({"error": exc.name, "message": exc.description}), exc.code
 
 
+def _unexpected_error(exc: Exception) -> Any:
+    """A bug, not the client's fault: logged with its traceback here, never sent to the client."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return jsonify({"error": "InternalError", "message": "an internal error occurred; it was logged, "
+                                                        "the request can be retried"}), 500
+
+
 @api.get("/v1/recommendations/<path:user_id>")
 def recommendations(user_id: str) -> Any:
     k = _int_arg("k")
@@ -117,7 +127,9 @@ def post_events() -> Any:
     token = cfg.serving.ingest_token
     if token is not None and request.headers.get("Authorization") != f"Bearer {token.get_secret_value()}":
         raise Unauthorized("POST /v1/events needs the header 'Authorization: Bearer <serving.ingest_token>'")
-    body = request.get_json(silent=True)
+    if not request.is_json:
+        raise BadRequest("the body must be JSON: one event object, or a list of them")
+    body = parse_json(read_limited(request, MAX_BODY_BYTES), "one event object, or a list of them")
     if not isinstance(body, (dict, list)):
         raise BadRequest("the body must be JSON: one event object, or a list of them")
     records = body if isinstance(body, list) else [body]

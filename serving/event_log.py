@@ -2,9 +2,10 @@
 
 Used by ``POST /v1/events``. A valid event is appended only if its event id was not seen
 before (one Lua script does check-and-append atomically, so concurrent retries of the same
-event land once). Invalid events go to the dead-letter queue with their reason, and only
-once the valid ones are in the stream: a batch refused with 503 (stream unreachable) leaves
-no letters, so its retry does not dead-letter twice.
+event land once). What is appended is the record in the contract's shape (``normalise``):
+fields the contract does not define are dropped, and the answer names them. Invalid events
+go to the dead-letter queue with their reason, and only once the valid ones are in the stream: a batch refused
+with 503 (stream unreachable) leaves no letters, so its retry does not dead-letter twice.
 The batch ``ingest`` task drains the stream into the lake (jobs/stream.py).
 """
 
@@ -22,6 +23,7 @@ from blink.errors import NotReady
 from blink.keys import EVENTS, SEEN, Keys
 from contracts import intake
 from contracts.dlq import DeadLetterQueue
+from contracts.validation import normalise, unknown_fields
 from serving.breaker import Breaker
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,11 @@ class BatchResult:
     duplicates: int = 0
     rejected: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    dropped_fields: list[dict[str, Any]] = field(default_factory=list)  # unknown fields not stored
 
     def to_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
-                "errors": self.errors}
+                "errors": self.errors, "dropped_fields": self.dropped_fields}
 
 
 class EventLog:
@@ -87,8 +90,13 @@ class EventLog:
                            "nothing was lost") from None
         if letters:
             self.dlq.add(letters)
+        index_of = {id(r): i for i, r in enumerate(records)}
         fresh = []
         for record, outcome in zip(valid, outcomes, strict=True):
+            dropped = unknown_fields("event", record)
+            if dropped:
+                result.dropped_fields.append({"index": index_of.get(id(record)), "event_id": record["event_id"],
+                                              "fields": dropped})
             if outcome:
                 result.accepted += 1
                 fresh.append(record)
@@ -102,9 +110,9 @@ class EventLog:
         return result
 
     def _append_all(self, valid: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """Append each record unless its event id was seen; one round trip."""
+        """Append each record (in the contract's shape) unless its event id was seen; one round trip."""
         pipe = self.r.pipeline(transaction=False)
         for record in valid:
             self._append(keys=[self.k.global_(SEEN, str(record["event_id"])), self.stream],
-                         args=[SEEN_TTL_S, json.dumps(record)], client=pipe)
+                         args=[SEEN_TTL_S, json.dumps(normalise("event", record))], client=pipe)
         return pipe.execute()  # type: ignore[no-any-return]

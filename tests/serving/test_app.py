@@ -4,6 +4,7 @@ tests is put in its registry, and the event stream is a tiny in-process stand-in
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -244,7 +245,16 @@ def test_events_batch_size_is_bounded(tmp_path: Path) -> None:
 
 def test_events_body_over_the_limit_is_413(client: FlaskClient) -> None:
     response = client.post("/v1/events", data="[" + " " * (1 << 20) + "]", content_type="application/json")
-    assert error(response, 413, "Request Entity Too Large")
+    assert "the body is over 1048576 bytes" in error(response, 413, "PayloadTooLarge")
+
+
+def test_events_chunked_body_over_the_limit_is_413(client: FlaskClient) -> None:
+    """No Content-Length (chunked): the server terminates the stream (gunicorn sets
+    wsgi.input_terminated) and the body is cut at the limit all the same."""
+    body = io.BytesIO(b"[" + b" " * (1 << 20) + b"]")
+    response = client.post("/v1/events", input_stream=body, content_type="application/json",
+                           headers={"Transfer-Encoding": "chunked"}, environ_base={"wsgi.input_terminated": True})
+    assert "the body is over 1048576 bytes" in error(response, 413, "PayloadTooLarge")
 
 
 def test_events_without_an_event_stream_is_503(client: FlaskClient) -> None:
