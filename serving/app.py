@@ -24,6 +24,7 @@ from contracts.dlq import DeadLetterQueue
 from serving.body import parse_json, read_limited
 from serving.breaker import Breaker
 from serving.event_log import EventLog
+from serving.letter_budget import LetterBudget
 from serving.registry import Registry
 from serving.router import Router
 from serving.session_updater import SessionUpdater
@@ -49,7 +50,7 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     if sessions is not None:
         updater = SessionUpdater(sessions, lambda: registry.pipeline.model if registry.pipeline else None)
         events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.layout.dlq), on_accepted=updater,
-                          breaker=redis_breaker)
+                          breaker=redis_breaker, budget=letter_budget(cfg))
     if start_reload:
         registry.start(cfg.serving.reload_seconds)
     else:
@@ -64,6 +65,11 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
+
+
+def letter_budget(cfg: Config) -> LetterBudget:
+    s = cfg.serving
+    return LetterBudget(s.dlq_letter_bytes, s.dlq_request_bytes, s.dlq_minute_bytes, s.dlq_minute_records)
 
 
 def bounded_client(cfg: Config) -> redis.Redis:

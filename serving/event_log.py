@@ -4,7 +4,8 @@ Used by ``POST /v1/events``. A valid event is appended only if its event id was 
 before (one Lua script does check-and-append atomically, so concurrent retries of the same
 event land once). What is appended is the record in the contract's shape (``normalise``):
 fields the contract does not define are dropped, and the answer names them. Invalid events
-go to the dead-letter queue with their reason, and only once the valid ones are in the stream: a batch refused
+go to the dead-letter queue with their reason, within the API's dead-letter budget
+(serving/letter_budget.py), and only once the valid ones are in the stream: a batch refused
 with 503 (stream unreachable) leaves no letters, so its retry does not dead-letter twice.
 The batch ``ingest`` task drains the stream into the lake (jobs/stream.py).
 """
@@ -25,6 +26,7 @@ from contracts import intake
 from contracts.dlq import DeadLetterQueue
 from contracts.validation import normalise, unknown_fields
 from serving.breaker import Breaker
+from serving.letter_budget import LetterBudget
 
 log = logging.getLogger(__name__)
 SEEN_TTL_S = 7 * 24 * 3600  # duplicate window: a retry a week later is a new event
@@ -53,12 +55,13 @@ class BatchResult:
 class EventLog:
     def __init__(self, client: redis.Redis, keys: Keys, dlq: DeadLetterQueue,
                  on_accepted: Callable[[list[Mapping[str, Any]]], None] | None = None,
-                 breaker: Breaker | None = None) -> None:
+                 breaker: Breaker | None = None, budget: LetterBudget | None = None) -> None:
         self.r = client
         self.k = keys
         self.dlq = dlq
         self.on_accepted = on_accepted  # e.g. the session updater: sees each new event exactly once
         self.breaker = breaker or Breaker("redis", fail_max=3, reset_timeout_s=1.0)
+        self.budget = budget  # None: letters unbounded (batch tools, tests of accounting)
         self._append = client.register_script(_APPEND_ONCE)
 
     @property
@@ -69,18 +72,24 @@ class EventLog:
         """Validate, append the valid ones once, then dead-letter the invalid. Counts add up.
 
         Raises (nothing taken, nothing dead-lettered): ``NotReady`` (503) when the stream is
-        unreachable or its breaker is open.
+        unreachable or its breaker is open; the budget's 413 / 429 when the letters would not fit.
         """
         checked = intake.split(records, "event", source)
         result = BatchResult(rejected=len(checked.rejected))
         for r in checked.rejected:
             event_id = r.record.get("event_id") if isinstance(r.record, Mapping) else None
             result.errors.append({"index": r.index, "event_id": event_id, "errors": r.problems})
-        letters = checked.letters
+        letters, budget = checked.letters, self.budget
+        hold = None
+        if budget is not None:
+            letters = [budget.fit(letter) for letter in letters]
+            hold = budget.reserve(letters)
         valid = checked.valid
         try:
             outcomes = self.breaker.call(lambda: self._append_all(valid)) if valid else []
         except Exception as exc:  # redis errors, or the breaker's own when it is open
+            if budget is not None and hold is not None:
+                budget.release(hold)
             if not (isinstance(exc, redis.RedisError) or Breaker.is_open(exc)):
                 raise
             log.warning("event stream unavailable: %s", exc)

@@ -20,7 +20,7 @@ from blink.keys import Keys
 from blink.pipeline import Pipeline
 from blink.store import MemoryStore
 from contracts.dlq import DeadLetterQueue
-from serving.app import create_app
+from serving.app import create_app, letter_budget
 from serving.event_log import EventLog
 from tests.serving.test_router import N_ITEMS, small_model
 
@@ -192,9 +192,11 @@ def event(n: int, **over: Any) -> dict[str, Any]:
 
 
 def with_events(app: Flask, tmp_path: Path, fail: redis.RedisError | None = None) -> StreamStandIn:
-    """Give ``app`` an event log over a stand-in stream (create_app only wires one with Redis)."""
+    """Give ``app`` an event log over a stand-in stream (create_app only wires one with Redis),
+    with the dead-letter budget from the app's config, as create_app wires it."""
     stream = StreamStandIn(fail)
-    app.extensions["blink"]["events"] = EventLog(stream, Keys("t"), DeadLetterQueue(tmp_path / "dlq"))  # type: ignore[arg-type]
+    app.extensions["blink"]["events"] = EventLog(stream, Keys("t"), DeadLetterQueue(tmp_path / "dlq"),  # type: ignore[arg-type]
+                                                 budget=letter_budget(app.extensions["blink"]["cfg"]))
     return stream
 
 

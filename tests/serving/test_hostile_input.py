@@ -1,6 +1,6 @@
 """Malformed and hostile input through the Flask test client: every one a clear 4xx JSON error
 (or a 202 that says what was dropped), never a 500 with a traceback; and the dead-letter
-queue written once across a 503 and its retry."""
+queue bounded per request and per minute, with exact accounting across a 503 and its retry."""
 
 from __future__ import annotations
 
@@ -126,11 +126,43 @@ def test_an_unexpected_error_is_a_json_500_without_traceback(tmp_path: Path) -> 
     assert "secret internal detail" not in text and "Traceback" not in text and "logged" in message
 
 
-# --- accounting across a 503 and its retry ----------------------------------------------------------
+# --- the dead-letter budget ------------------------------------------------------------------------
 
 
 def bad(n: int, size: int = 0) -> dict[str, Any]:
     return event(n, event_type="clik", referrer="r" * size)
+
+
+def test_dead_letters_per_request_are_capped_413_and_nothing_is_taken(tmp_path: Path) -> None:
+    app = make_app(tmp_path, dlq_request_bytes=4096)
+    stream = with_events(app, tmp_path)
+    response = app.test_client().post("/v1/events", json=[event(1)] + [bad(n, 1000) for n in range(2, 8)])
+    message = error(response, 413, "PayloadTooLarge")
+    assert "cap per request; nothing was taken" in message and "event_type: unknown value 'clik'" in message
+    assert stream.stream == [] and DeadLetterQueue(tmp_path / "dlq").count("event") == 0
+    budget = app.extensions["blink"]["events"].budget
+    assert budget.counts["refused_request"] == 6
+
+
+def test_dead_letters_per_minute_are_capped_429_and_counted(tmp_path: Path) -> None:
+    app = make_app(tmp_path, dlq_minute_records=5)
+    stream = with_events(app, tmp_path)
+    client = app.test_client()
+    assert client.post("/v1/events", json=[bad(n) for n in range(4)]).status_code == 400
+    refused = client.post("/v1/events", json=[event(10), bad(11), bad(12)])
+    assert "too many invalid records in the last minute" in error(refused, 429, "TooManyRequests")
+    assert [e["event_id"] for e in stream.stream] == []  # the refused request took nothing, valid ones included
+    assert DeadLetterQueue(tmp_path / "dlq").count("event") == 4
+    assert client.post("/v1/events", json=[event(10)]).status_code == 202  # valid events still flow
+    assert app.extensions["blink"]["events"].budget.counts["refused_rate"] == 2
+
+
+def test_a_huge_invalid_record_is_truncated_in_the_dead_letter_queue(tmp_path: Path) -> None:
+    app = make_app(tmp_path, dlq_letter_bytes=1024)
+    with_events(app, tmp_path)
+    assert app.test_client().post("/v1/events", json=[bad(1, 50_000)]).status_code == 400
+    (letter,) = DeadLetterQueue(tmp_path / "dlq").entries("event")
+    assert len(letter.payload) == 1024 and "payload truncated from 50" in letter.reason
 
 
 def test_a_batch_refused_with_503_then_retried_is_dead_lettered_once(tmp_path: Path) -> None:
