@@ -158,12 +158,21 @@ def live() -> Any:
 
 @api.get("/health/ready")
 def ready() -> Any:
+    """200 while a model version is served (from the store, or the newest loadable one on disk),
+    with where it came from and what is degraded; 503 with the reason when none is."""
     registry: Registry = _ext("registry")
+    router: Router = _ext("router")
     store_ok = _ext("store").ping()
+    status = registry.status()
+    breakers = {"model": router.breaker.snapshot(), "redis": router.redis.snapshot()}
     if registry.version is None:
-        reason = registry.last_error or "no model version published yet: run `blink run-dag`"
-        return jsonify({"status": "not ready", "reason": reason, "store": store_ok}), 503
-    body = {"status": "ready", "model_version": registry.version, "store": store_ok}
+        return jsonify({"status": "not ready", "reason": status["problem"], "store": store_ok,
+                        "breakers": breakers}), 503
+    body: dict[str, Any] = {"status": "ready", "model_version": registry.version, "source": status["source"],
+                            "store": store_ok, "breakers": breakers}
+    degraded = [str(status["problem"])] if status["problem"] else []
     if not store_ok:
-        body["degraded"] = "store unreachable: head lists unavailable, serving tail and fallback"
+        degraded.append("store unreachable: head lists unavailable, serving tail and fallback")
+    if degraded:
+        body["degraded"] = "; ".join(degraded)
     return jsonify(body)

@@ -33,8 +33,9 @@ def make_app(tmp_path: Path, store: MemoryStore | None = None, model: bool = Tru
     cfg = Config(paths={"var_dir": tmp_path / "var"}, serving=serving)
     app = create_app(cfg, store if store is not None else MemoryStore(), start_reload=False)
     app.testing = True  # an unexpected exception fails the test instead of becoming a 500
-    if model:
-        app.extensions["blink"]["registry"].pipeline = Pipeline(small_model(), 30)
+    if model:  # as if the store's current version were v1 and had loaded
+        registry = app.extensions["blink"]["registry"]
+        registry.pipeline, registry.source, registry.last_error = Pipeline(small_model(), 30), "store", None
     return app
 
 
@@ -295,14 +296,17 @@ def test_live(client: FlaskClient) -> None:
 def test_ready_with_a_model(client: FlaskClient) -> None:
     response = client.get("/health/ready")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "model_version": "v1", "store": True}
+    closed = {"state": "closed", "transitions": {}}
+    assert response.get_json() == {"status": "ready", "model_version": "v1", "source": "store", "store": True,
+                                   "breakers": {"model": closed, "redis": closed}}
 
 
 def test_not_ready_without_a_model(tmp_path: Path) -> None:
     response = make_app(tmp_path, model=False).test_client().get("/health/ready")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "not ready", "store": True,
-                                   "reason": "no model version published yet: run `blink run-dag`"}
+    body = response.get_json()
+    assert (body["status"], body["store"]) == ("not ready", True)
+    assert body["reason"] == "no model version published yet: run `blink run-dag`"
 
 
 def test_not_ready_says_why_a_published_version_is_not_served(tmp_path: Path) -> None:
