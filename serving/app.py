@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import redis
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -104,6 +105,21 @@ def _unexpected_error(exc: Exception) -> Any:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return jsonify({"error": "InternalError", "message": "an internal error occurred; it was logged, "
                                                         "the request can be retried"}), 500
+
+
+@api.before_request
+def _utf8_url() -> None:
+    """Reject a URL that is not valid UTF-8 once percent-decoded (werkzeug would quietly turn the
+    bad bytes into U+FFFD and serve user 'u\ufffd'); a percent-encoded lone surrogate is one."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")  # gunicorn, werkzeug
+    try:
+        if raw is not None:
+            unquote_to_bytes(raw).decode("utf-8")
+        else:  # a server that gives only the decoded path: WSGI hands its bytes over as latin-1
+            request.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+            unquote_to_bytes(request.environ.get("QUERY_STRING", "")).decode("utf-8")
+    except UnicodeError:
+        raise BadRequest("the URL is not valid UTF-8: percent-encode the UTF-8 bytes of each id") from None
 
 
 @api.get("/v1/recommendations/<path:user_id>")

@@ -114,10 +114,16 @@ def test_k_bounds_are_inclusive(client: FlaskClient) -> None:
     assert client.get("/v1/recommendations/" + "x" * 128).status_code == 200  # MAX_ID_LEN exactly
 
 
-@pytest.mark.xfail(strict=True, reason="app bug: werkzeug decodes invalid UTF-8 in the URL path to U+FFFD, so "
-                   "'u%FF' is served as user 'u\\ufffd' (200) instead of being rejected like other bad ids")
-def test_recommendations_invalid_utf8_user_id_is_400(client: FlaskClient) -> None:
-    error(client.get("/v1/recommendations/u%FF"), 400, "BadRequest")
+@pytest.mark.parametrize("url", ["/v1/recommendations/u%FF", "/v1/recommendations/u%ED%A0%80",
+                                 "/v1/recommendations/u0?session_id=s%FF", "/v1/items/i%C3/similar"],
+                         ids=["path-ff", "path-lone-surrogate", "query", "truncated-sequence"])
+def test_invalid_utf8_in_the_url_is_400(client: FlaskClient, url: str) -> None:
+    """werkzeug decodes invalid UTF-8 to U+FFFD; the app checks the raw bytes first."""
+    assert error(client.get(url), 400, "BadRequest").startswith("the URL is not valid UTF-8")
+
+
+def test_valid_utf8_ids_in_the_url_are_served(client: FlaskClient) -> None:
+    assert client.get("/v1/recommendations/%C3%A9l%C3%A8ve?session_id=s%C3%A9").status_code == 200
 
 
 # --- GET /v1/items/<item_id>/similar -------------------------------------------------------------

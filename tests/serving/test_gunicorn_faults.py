@@ -182,3 +182,31 @@ def test_http_slow_clients_do_not_starve_health_live_with_gthread_workers(tmp_pa
     statuses = live_while_slow_clients_hold_connections(tmp_path, redis_up.url, "--worker-class", "gthread",
                                                         "--threads", "8")
     assert statuses == [200, 200, 200]
+
+
+def test_http_hostile_input_gets_clear_4xx_never_a_500(tmp_path: Path, redis_up: RedisServer) -> None:
+    """What the issue's fuzzing found, over real HTTP: a chunked body over the limit (no
+    Content-Length), JSON nested 100k deep, a lone surrogate, invalid UTF-8 in the URL."""
+    publish(tmp_path, redis_up)
+    server = start_gunicorn(tmp_path, redis_up.url)
+    url = f"{server.base}/v1/events"
+    json_header = {"Content-Type": "application/json"}
+    try:
+        def chunks() -> Iterator[bytes]:
+            yield b"["
+            for _ in range(40):
+                yield b" " * 65536  # 2.5 MiB in all, sent chunked
+            yield b"]"
+
+        r = requests.post(url, data=chunks(), headers=json_header, timeout=10)
+        assert r.status_code == 413 and r.json()["error"] == "PayloadTooLarge", r.text
+        r = requests.post(url, data="[" * 100_000 + "]" * 100_000, headers=json_header, timeout=10)
+        assert r.status_code == 400 and "levels deep" in r.json()["message"]
+        r = requests.post(url, data='{"event_id": "\\ud800"}', headers=json_header, timeout=10)
+        assert r.status_code == 400 and r.json()["rejected"] == 1
+        r = requests.get(f"{server.base}/v1/recommendations/u%ED%A0%80", timeout=10)
+        assert r.status_code == 400 and "not valid UTF-8" in r.json()["message"]
+        r = requests.post(url, json=event(1, colour="red"), timeout=10)
+        assert r.status_code == 202 and r.json()["dropped_fields"][0]["fields"] == ["colour"]
+    finally:
+        stop(server)
