@@ -181,14 +181,23 @@ def ready() -> Any:
     store_ok = _ext("store").ping()
     status = registry.status()
     breakers = {"model": router.breaker.snapshot(), "redis": router.redis.snapshot()}
+    counts = _counts(router, _ext("events"))
     if registry.version is None:
         return jsonify({"status": "not ready", "reason": status["problem"], "store": store_ok,
-                        "breakers": breakers}), 503
+                        "breakers": breakers, "counts": counts}), 503
     body: dict[str, Any] = {"status": "ready", "model_version": registry.version, "source": status["source"],
-                            "store": store_ok, "breakers": breakers}
+                            "store": store_ok, "breakers": breakers, "counts": counts}
     degraded = [str(status["problem"])] if status["problem"] else []
     if not store_ok:
         degraded.append("store unreachable: head lists unavailable, serving tail and fallback")
     if degraded:
         body["degraded"] = "; ".join(degraded)
     return jsonify(body)
+
+
+def _counts(router: Router, events: EventLog | None) -> dict[str, int]:
+    """This worker's counters since it started: abandoned model paths, dead letters refused or cut."""
+    counts = {"model_path_abandoned": router.hard_deadline.abandoned}
+    if events is not None and events.budget is not None:
+        counts |= {f"dead_letters_{name}": n for name, n in events.budget.counts.items()}
+    return counts

@@ -304,7 +304,8 @@ def test_ready_with_a_model(client: FlaskClient) -> None:
     assert response.status_code == 200
     closed = {"state": "closed", "transitions": {}}
     assert response.get_json() == {"status": "ready", "model_version": "v1", "source": "store", "store": True,
-                                   "breakers": {"model": closed, "redis": closed}}
+                                   "breakers": {"model": closed, "redis": closed},
+                                   "counts": {"model_path_abandoned": 0}}
 
 
 def test_not_ready_without_a_model(tmp_path: Path) -> None:
