@@ -124,6 +124,8 @@ class ServingConfig(Section):
     dlq_request_bytes: int = Field(524_288, ge=1024, description="letters per request; more: 413")
     dlq_minute_bytes: int = Field(8_388_608, ge=1024, description="letters per minute; more: 429")
     dlq_minute_records: int = Field(10_000, ge=1, description="letters per minute; more: 429")
+    stream_max_events: int = Field(1_000_000, ge=0, description="events waiting for ingest in the Redis "
+                                   "stream; more: 503, never trimmed (0 = no cap)")
 
 
 # The baselines jobs/head_to_head.py can fit (config names them, so a typo is a clear error).

@@ -51,7 +51,7 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     if sessions is not None:
         updater = SessionUpdater(sessions, lambda: registry.pipeline.model if registry.pipeline else None)
         events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.layout.dlq), on_accepted=updater,
-                          breaker=redis_breaker, budget=letter_budget(cfg))
+                          breaker=redis_breaker, budget=letter_budget(cfg), max_events=cfg.serving.stream_max_events)
     if start_reload:
         registry.start(cfg.serving.reload_seconds)
     else:
@@ -200,4 +200,6 @@ def _counts(router: Router, events: EventLog | None) -> dict[str, int]:
     counts = {"model_path_abandoned": router.hard_deadline.abandoned}
     if events is not None and events.budget is not None:
         counts |= {f"dead_letters_{name}": n for name, n in events.budget.counts.items()}
+    if events is not None:
+        counts["events_refused_stream_full"] = events.refused_full
     return counts

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 
@@ -26,12 +26,18 @@ from contracts import intake
 from contracts.dlq import DeadLetterQueue
 from contracts.validation import normalise, unknown_fields
 from serving.breaker import Breaker
-from serving.letter_budget import LetterBudget
+from serving.letter_budget import Hold, LetterBudget
 
 log = logging.getLogger(__name__)
 SEEN_TTL_S = 7 * 24 * 3600  # duplicate window: a retry a week later is a new event
-# KEYS[1] = seen-marker, KEYS[2] = stream; ARGV[1] = ttl, ARGV[2] = event JSON
+STREAM_FULL = -1  # the script's answer when the stream holds its cap of events not yet drained
+# KEYS[1] = seen-marker, KEYS[2] = stream; ARGV[1] = ttl, ARGV[2] = event JSON, ARGV[3] = cap (0 = none).
+# Full is checked first, so a refused event is not marked seen and its retry is appended.
 _APPEND_ONCE = """
+local cap = tonumber(ARGV[3])
+if cap > 0 and redis.call('XLEN', KEYS[2]) >= cap then
+  return -1
+end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 end
@@ -55,13 +61,18 @@ class BatchResult:
 class EventLog:
     def __init__(self, client: redis.Redis, keys: Keys, dlq: DeadLetterQueue,
                  on_accepted: Callable[[list[Mapping[str, Any]]], None] | None = None,
-                 breaker: Breaker | None = None, budget: LetterBudget | None = None) -> None:
+                 breaker: Breaker | None = None, budget: LetterBudget | None = None,
+                 max_events: int = 0) -> None:
         self.r = client
         self.k = keys
         self.dlq = dlq
         self.on_accepted = on_accepted  # e.g. the session updater: sees each new event exactly once
         self.breaker = breaker or Breaker("redis", fail_max=3, reset_timeout_s=1.0)
         self.budget = budget  # None: letters unbounded (batch tools, tests of accounting)
+        # Events the stream may hold before ingest drains it (0 = no cap). Past it new events are
+        # refused with 503, never trimmed: an accepted event is never dropped to make room.
+        self.max_events = max_events
+        self.refused_full = 0  # events refused because the stream was full
         self._append = client.register_script(_APPEND_ONCE)
 
     @property
@@ -97,6 +108,8 @@ class EventLog:
             # Nothing dead-lettered; an event the stream did take before failing is a duplicate on retry.
             raise NotReady(f"event stream unavailable ({reason}); retry the whole request later, "
                            "nothing was lost") from None
+        if STREAM_FULL in outcomes:
+            self._refuse_full(valid, outcomes, hold)
         if letters:
             self.dlq.add(letters)
         index_of = {id(r): i for i, r in enumerate(records)}
@@ -111,17 +124,33 @@ class EventLog:
                 fresh.append(record)
             else:
                 result.duplicates += 1
+        self._advance_sessions(fresh)
+        return result
+
+    def _advance_sessions(self, fresh: list[Mapping[str, Any]]) -> None:
         if fresh and self.on_accepted is not None:
             try:
                 self.breaker.call(lambda: self.on_accepted(fresh))  # type: ignore[misc]
             except Exception:  # noqa: BLE001 - the events are safe in the stream; sessions are best effort
                 log.exception("session update failed")
-        return result
 
     def _append_all(self, valid: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """Append each record (in the contract's shape) unless its event id was seen; one round trip."""
+        """Append each record (in the contract's shape) unless its event id was seen or the stream
+        is full (``STREAM_FULL``); one round trip."""
         pipe = self.r.pipeline(transaction=False)
         for record in valid:
             self._append(keys=[self.k.global_(SEEN, str(record["event_id"])), self.stream],
-                         args=[SEEN_TTL_S, json.dumps(normalise("event", record))], client=pipe)
+                         args=[SEEN_TTL_S, json.dumps(normalise("event", record)), self.max_events], client=pipe)
         return pipe.execute()  # type: ignore[no-any-return]
+
+    def _refuse_full(self, valid: Sequence[Mapping[str, Any]], outcomes: list[Any], hold: Hold | None) -> NoReturn:
+        """The stream reached its cap during this batch: 503, no dead letters. Events appended
+        before it filled are kept (and their sessions advanced); the retry counts them as duplicates."""
+        if self.budget is not None and hold is not None:
+            self.budget.release(hold)
+        full = sum(1 for o in outcomes if o == STREAM_FULL)
+        self.refused_full += full
+        self._advance_sessions([r for r, o in zip(valid, outcomes, strict=True) if o not in (None, STREAM_FULL)])
+        log.warning("event stream full (%d events waiting for ingest): %d events refused", self.max_events, full)
+        raise NotReady(f"the event stream holds its cap of {self.max_events} events waiting for the batch "
+                       "ingest; retry the whole request later, nothing was lost")
