@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from typing import Any
@@ -147,7 +148,8 @@ def _int_arg(name: str) -> int | None:
 def post_events() -> Any:
     cfg: Config = _ext("cfg")
     token = cfg.serving.ingest_token
-    if token is not None and request.headers.get("Authorization") != f"Bearer {token.get_secret_value()}":
+    if token is not None and not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                                     f"Bearer {token.get_secret_value()}".encode()):
         raise Unauthorized("POST /v1/events needs the header 'Authorization: Bearer <serving.ingest_token>'")
     if not request.is_json:
         raise BadRequest("the body must be JSON: one event object, or a list of them")

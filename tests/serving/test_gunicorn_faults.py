@@ -117,6 +117,9 @@ def test_http_redis_hung_under_load_costs_at_most_the_deadline(tmp_path: Path, r
         assert timed("POST", f"{server.base}/v1/events", json=event(999))[0] == 202
     finally:
         stop(server)
+    logged = (tmp_path / "gunicorn.log").read_text()  # gunicorn's error log: the workers' own lines too
+    assert "breaker redis: closed -> open" in logged and "store read failed" in logged
+    assert "breaker redis: half-open -> closed" in logged and "serving model version v2 (from store)" in logged
 
 
 def test_http_worker_started_while_redis_is_down_serves_the_newest_good_version(tmp_path: Path) -> None:
