@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from contracts.dlq import DeadLetterQueue
+from serving.body import depth
 from tests.serving.test_app import error, event, make_app, with_events
 
 
@@ -60,6 +61,21 @@ def test_brackets_inside_strings_do_not_count_as_nesting(app_and_stream: tuple[A
     app, stream = app_and_stream
     response = post_raw(app, json.dumps(event(1, context={"query": "[[[[[[[[[[{{{{{{{{{{\\\"[["})))
     assert response.status_code == 202 and len(stream.stream) == 1
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b"[]", 1), (b'{"a": [1, {"b": "[[["}]}', 3), (b'{"q": "a\\\\", "r": "[\\"[["}', 1),
+    (b'"\\\\" [[ ]]', 2), (b'["\\"["]', 1), (b'"\\\\\\" [', 0), (b"", 0), (b"42", 0),
+], ids=["empty-list", "brackets-in-string", "escaped-backslash-then-quote", "even-backslashes-close",
+        "escaped-quote-stays-inside", "odd-backslashes-escape", "empty", "scalar"])
+def test_depth_ignores_brackets_inside_strings_and_honours_escapes(raw: bytes, expected: int) -> None:
+    assert depth(raw) == expected
+
+
+def test_depth_is_linear_on_pathological_bodies() -> None:
+    """An unterminated string of escaped quotes made a regex-based scan quadratic (hours for 1 MiB)."""
+    assert depth(b'"' + b'\\"' * (1 << 19)) == 0
+    assert depth(b"[" * (1 << 20)) == 1 << 20
 
 
 def test_invalid_utf8_is_a_400(app_and_stream: tuple[Any, Any]) -> None:
