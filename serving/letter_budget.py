@@ -47,7 +47,8 @@ class LetterBudget:
         self.minute_records = minute_records
         self.clock = clock
         self.counts: Counter[str] = Counter()  # refused_request / refused_rate / truncated, records
-        self._window: deque[Hold] = deque()
+        self._window: deque[Hold] = deque()  # holds of the last minute, oldest first
+        self._bytes = self._records = 0  # their totals
         self._lock = threading.Lock()
 
     def fit(self, letter: DeadLetter) -> DeadLetter:
@@ -71,11 +72,9 @@ class LetterBudget:
         with self._lock:
             now = self.clock()
             while self._window and self._window[0].at <= now - WINDOW_S:
-                self._window.popleft()
-            used_bytes = sum(h.size for h in self._window)
-            used_records = sum(h.records for h in self._window)
-            if letters and (used_bytes + size > self.minute_bytes or
-                            used_records + len(letters) > self.minute_records):
+                self._forget(self._window.popleft())
+            if letters and (self._bytes + size > self.minute_bytes or
+                            self._records + len(letters) > self.minute_records):
                 self.counts["refused_rate"] += len(letters)
                 raise TooManyRequests(
                     f"too many invalid records in the last minute (cap {self.minute_records} records / "
@@ -83,6 +82,8 @@ class LetterBudget:
             hold = Hold(now, len(letters), size)
             if letters:
                 self._window.append(hold)
+                self._bytes += size
+                self._records += len(letters)
             return hold
 
     def release(self, hold: Hold) -> None:
@@ -90,3 +91,8 @@ class LetterBudget:
         with self._lock:
             if hold in self._window:  # empty holds are not kept; old ones may have left the window
                 self._window.remove(hold)
+                self._forget(hold)
+
+    def _forget(self, hold: Hold) -> None:
+        self._bytes -= hold.size
+        self._records -= hold.records

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import redis
 
-from contracts.dlq import DeadLetterQueue
+from contracts.dlq import DeadLetter, DeadLetterQueue
 from serving.body import depth
+from serving.letter_budget import LetterBudget, TooManyRequests
 from tests.serving.test_app import error, event, make_app, with_events
 
 
@@ -196,3 +197,22 @@ def test_a_batch_refused_with_503_then_retried_is_dead_lettered_once(tmp_path: P
     body = retry.get_json()
     assert body["accepted"] + body["duplicates"] + dlq.count("event") == len(batch)
     assert (body["accepted"], dlq.count("event")) == (2, 1)
+
+
+def test_the_dead_letter_window_slides_and_a_released_hold_is_given_back() -> None:
+    """LetterBudget on its own, with a clock the test moves (no waiting a real minute)."""
+    now = [0.0]
+    budget = LetterBudget(letter_bytes=100, request_bytes=10_000, minute_bytes=10_000, minute_records=3,
+                          clock=lambda: now[0])
+    letter = DeadLetter(source="api", kind="event", payload="{}", reason="event_type: unknown value", at_ms=0)
+    first = budget.reserve([letter, letter])
+    with pytest.raises(TooManyRequests):
+        budget.reserve([letter, letter])
+    budget.release(first)  # that request was refused with 503 after all
+    second = budget.reserve([letter, letter])
+    now[0] = 59.0
+    with pytest.raises(TooManyRequests):
+        budget.reserve([letter, letter])
+    now[0] = 60.5  # the first minute's letters have left the window
+    assert budget.reserve([letter, letter, letter]).records == 3
+    assert second.records == 2 and budget.counts["refused_rate"] == 4
