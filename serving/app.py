@@ -42,7 +42,7 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     Redis-less single process) serves recommendations without the live-event features."""
     cfg = cfg or config_mod.load()
     events, sessions = None, None
-    redis_breaker = Breaker("redis", fail_max=3, reset_timeout_s=1.0)  # shared by reads and event appends
+    shared_redis = Breaker.for_redis()  # one per worker: reads and event appends
     if store is None:
         client = bounded_client(cfg)
         keys = Keys(cfg.redis.key_prefix)
@@ -52,7 +52,7 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     if sessions is not None:
         updater = SessionUpdater(sessions, lambda: registry.pipeline.model if registry.pipeline else None)
         events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.layout.dlq), on_accepted=updater,
-                          breaker=redis_breaker, budget=letter_budget(cfg), max_events=cfg.serving.stream_max_events)
+                          breaker=shared_redis, budget=letter_budget(cfg), max_events=cfg.serving.stream_max_events)
     if start_reload:
         registry.start(cfg.serving.reload_seconds)
     else:
@@ -61,7 +61,7 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # bounded request bodies
     app.extensions["blink"] = {"cfg": cfg, "store": store, "registry": registry, "events": events,
                                "router": Router(cfg.serving, store, registry, sessions=sessions,
-                                                blend=cfg.session.blend, redis_breaker=redis_breaker)}
+                                                blend=cfg.session.blend, redis_breaker=shared_redis)}
     app.register_blueprint(api)
     app.register_error_handler(BlinkError, _blink_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -25,6 +25,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 import pybreaker
+import redis
 
 from blink.errors import DeadlineExceeded
 
@@ -91,13 +92,16 @@ class _Transitions(pybreaker.CircuitBreakerListener):
 class Breaker:
     """A circuit breaker around one dependency, named in its log lines (``model``, ``redis``)."""
 
-    def __init__(self, name: str = "model", fail_max: int = 5, reset_timeout_s: float = 10.0) -> None:
+    def __init__(self, name: str = "model", fail_max: int = 5, reset_timeout_s: float = 10.0,
+                 failures: tuple[type[BaseException], ...] = (Exception,)) -> None:
+        """Only exceptions of ``failures`` count (others pass through without touching the state)."""
         self.name = name
         self.transitions: Counter[str] = Counter()  # "closed->open" -> times
         # throw_new_error_on_trip=False: the call that trips the breaker reports its own failure
         # (e.g. "deadline"); the calls after it get the breaker's error ("circuit open").
         self._breaker = pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_timeout_s, name=name,
                                                  listeners=[_Transitions(self.transitions)],
+                                                 exclude=[lambda exc: not isinstance(exc, failures)],
                                                  throw_new_error_on_trip=False)
 
     @property
@@ -114,4 +118,10 @@ class Breaker:
     @staticmethod
     def is_open(exc: BaseException) -> bool:
         return isinstance(exc, pybreaker.CircuitBreakerError)
+
+    @classmethod
+    def for_redis(cls) -> Breaker:
+        """Serving's Redis breaker: 3 Redis errors in a row (timeouts included) skip Redis for 1 s.
+        A bad value read from Redis (a bug, not an outage) does not count."""
+        return cls("redis", fail_max=3, reset_timeout_s=1.0, failures=(redis.RedisError,))
 

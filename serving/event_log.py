@@ -67,7 +67,7 @@ class EventLog:
         self.k = keys
         self.dlq = dlq
         self.on_accepted = on_accepted  # e.g. the session updater: sees each new event exactly once
-        self.breaker = breaker or Breaker("redis", fail_max=3, reset_timeout_s=1.0)
+        self.breaker = breaker or Breaker.for_redis()
         self.budget = budget  # None: letters unbounded (batch tools, tests of accounting)
         # Events the stream may hold before ingest drains it (0 = no cap). Past it new events are
         # refused with 503, never trimmed: an accepted event is never dropped to make room.

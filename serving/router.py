@@ -58,7 +58,7 @@ class Router:
         self.store = store
         self.registry = registry
         self.breaker = breaker or Breaker("model")
-        self.redis = redis_breaker or Breaker("redis", fail_max=3, reset_timeout_s=1.0)
+        self.redis = redis_breaker or Breaker.for_redis()
         self.hard_deadline = HardDeadline(model_threads)
         self.sessions = sessions  # RedisSessions / MemorySessions, or None: no session path
         self.blend = blend

@@ -49,7 +49,7 @@ def test_a_hung_redis_costs_at_most_the_deadline(server: RedisServer, tmp_path: 
     store.publish("v1", [("u0", [("i9", 2.0), ("i8", 1.0)])], [], {})
     registry = Registry(store, tmp_path / "artifacts", SourceSizes(ann=30))
     registry.pipeline = Pipeline(small_model(), 30)
-    redis_breaker = Breaker("redis", fail_max=3, reset_timeout_s=1.0)
+    redis_breaker = Breaker.for_redis()
     router = Router(cfg.serving, store, registry, sessions=sessions, redis_breaker=redis_breaker)
     events = EventLog(client, keys, DeadLetterQueue(tmp_path / "dlq"), breaker=redis_breaker)
     assert router.recommend("u0", k=2).path == "head"

@@ -178,3 +178,23 @@ def test_hard_deadline_refuses_at_once_when_every_model_thread_is_stuck() -> Non
         assert stuck.started == router.hard_deadline.threads  # the extra requests never queued
     finally:
         stuck.release.set()
+
+
+def test_the_redis_breaker_counts_redis_errors_only() -> None:
+    """A bad value read from Redis is a bug to see, not an outage to hide behind an open breaker."""
+    breaker = Breaker.for_redis()
+
+    def corrupt() -> None:
+        raise ValueError("not JSON")
+
+    def down() -> None:
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    for _ in range(5):
+        with pytest.raises(ValueError):
+            breaker.call(corrupt)
+    assert breaker.state == "closed"
+    for _ in range(3):
+        with pytest.raises(redis.TimeoutError):
+            breaker.call(down)
+    assert breaker.state == "open" and breaker.transitions == {"closed->open": 1}
