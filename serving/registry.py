@@ -8,9 +8,11 @@ load is not served: the old one stays and the error is kept for /health/ready.
 Never an empty answer for want of a model: when this process has no version yet and the
 store cannot name one (Redis down at start, nothing published) or the named one does not
 load (a corrupt artifact), it serves the newest version on local disk that loads and passes
-its manifest's checksums, and says so in /health/ready (``source: disk``). It moves to the
-store's version as soon as that one loads. A version that failed is not retried until its
-manifest changes, so a corrupt artifact costs one load attempt, not one per poll.
+its manifest's checksums, and says so in /health/ready (``source: disk``); when none loads, it
+still has the trending list of the newest version whose meta.json reads (``trending``), so
+the fallback is not empty. It moves to the store's version as soon as that one loads. A
+version that failed is not retried until its manifest changes, so a corrupt artifact costs
+one load attempt, not one per poll.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from blink.candidates import SourceSizes
 from blink.errors import SetupError
 from blink.model import Model
 from blink.pipeline import Pipeline
-from blink.store import RecStore
+from blink.store import RecStore, Scored
 
 log = logging.getLogger(__name__)
 MAX_DISK_CANDIDATES = 5  # newest version directories tried, so a bad disk cannot stall a start
@@ -40,6 +42,8 @@ class Registry:
         self.pipeline: Pipeline | None = None
         self.last_error: str | None = None
         self.source: str | None = None  # "store": the published version; "disk": the newest loadable one
+        # With no version loadable at all: (version, its trending list) read from disk, for the fallback.
+        self.trending: tuple[str, Scored] | None = None
         self._failed: dict[str, tuple[float, str]] = {}  # version -> (manifest mtime, why) when it failed
         self._stop = threading.Event()
 
@@ -77,11 +81,25 @@ class Registry:
                 self.last_error = f"{why}; serving {version}, the newest loadable version on local disk"
                 log.warning(self.last_error)
                 return True
+        self.trending = self._trending_on_disk()
+        if self.trending is not None:
+            self.last_error = f"{why}; no version on local disk loads, answering trending of {self.trending[0]}"
         log.error("%s; no loadable version on local disk in %s", why, self.artifacts)
         return False
 
-    def _on_disk(self) -> list[str]:
-        """Complete version directories (with a manifest), newest published first."""
+    def _trending_on_disk(self) -> tuple[str, Scored] | None:
+        """The trending list of the newest version whose serve-time meta.json reads."""
+        for version in self._on_disk(include_failed=True):
+            try:
+                meta = json.loads((layout.features_dir(self.artifacts / version, "serve") / "meta.json").read_text())
+                return version, [(str(i), float(score)) for i, score in meta["trending"]]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("version %s has no readable trending list: %s", version, exc)
+        return None
+
+    def _on_disk(self, include_failed: bool = False) -> list[str]:
+        """Complete version directories (with a manifest), newest published first; without the
+        ones that failed to load (unless changed since) when not ``include_failed``."""
         found = []
         for manifest in self.artifacts.glob(f"*/{layout.MANIFEST}"):
             try:
@@ -89,7 +107,8 @@ class Registry:
             except (OSError, ValueError):
                 published = 0.0  # unreadable: tried last, and its load will say why
             found.append((published, manifest.parent.name))
-        return [v for _, v in sorted(found, reverse=True) if v not in self._failed or self._changed(v)]
+        return [v for _, v in sorted(found, reverse=True)
+                if include_failed or v not in self._failed or self._changed(v)]
 
     def _changed(self, version: str) -> bool:
         manifest = self.artifacts / version / layout.MANIFEST
@@ -114,7 +133,7 @@ class Registry:
             log.exception("model version %s failed to load", version)
             return problem
         self.pipeline = pipeline  # the atomic swap
-        self.source, self.last_error = source, None
+        self.source, self.last_error, self.trending = source, None, None
         log.info("serving model version %s (from %s)", version, source)
         return None
 

@@ -93,7 +93,11 @@ class Router:
     def _route(self, user_id: str, k: int, ctx: Context, session_id: str | None, deadline: Deadline) -> Answer:
         pipe = self.registry.pipeline
         if pipe is None:
-            return Answer(user_id, [], "fallback", None, reason="no model version published yet")
+            shipped = self.registry.trending  # no version loads: its trending list, if one reads
+            if shipped is None:
+                return Answer(user_id, [], "fallback", None, reason="no model version published yet")
+            return Answer(user_id, _items(shipped[1][:k]), "fallback", None,
+                          reason=f"no model version loads: trending of {shipped[0]}")
         version = pipe.model.version
         stages: dict[str, float] = {}
         t = time.perf_counter()

@@ -13,11 +13,12 @@ import redis
 
 from blink import layout
 from blink.candidates import SourceSizes
-from blink.config import Config
+from blink.config import Config, ServingConfig
 from blink.keys import Keys
 from blink.store import MemoryStore, RedisStore
 from serving.app import bounded_client
 from serving.registry import Registry
+from serving.router import Router
 from tests.serving.model_files import write_version
 from tools.redis_server import RedisServer
 
@@ -89,3 +90,20 @@ def test_redis_down_at_start_serves_the_newest_version_on_disk_then_the_publishe
         assert registry.refresh() is True and (registry.version, registry.source) == ("v1", "store")
     finally:
         server.stop()
+
+
+def test_with_no_loadable_version_the_fallback_is_the_shipped_trending_list(tmp_path: Path) -> None:
+    """Empty lists only when there is nothing at all: every version's embeddings are corrupt, yet
+    the newest version's trending list (its serve-time meta.json) still answers."""
+    truncate(write_version(tmp_path, "v1", published_at_ms=1000) / layout.EMBEDDINGS)
+    truncate(write_version(tmp_path, "v2", published_at_ms=2000) / layout.EMBEDDINGS)
+    store = MemoryStore()
+    store.current = "v2"
+    registry = registry_for(store, tmp_path)
+    assert registry.refresh() is False and registry.version is None
+    assert "answering trending of v2" in (registry.last_error or "")
+    router = Router(ServingConfig(), store, registry)
+    answer = router.recommend("u0", k=5)
+    assert (answer.path, answer.model_version, answer.reason) == ("fallback", None,
+                                                                  "no model version loads: trending of v2")
+    assert [i["item_id"] for i in answer.items] == ["i0", "i1", "i2", "i3", "i4"]
