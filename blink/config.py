@@ -123,6 +123,13 @@ class ServingConfig(Section):
     access_log: bool = False
     max_batch: int = Field(1000, ge=1, le=100_000, description="events per POST /v1/events")
     ingest_token: SecretStr | None = Field(None, description="Bearer token for POST /v1/events; env only")
+    # What POST /v1/events may write to the dead-letter queue (per gunicorn worker); see README "Resilience".
+    dlq_letter_bytes: int = Field(16_384, ge=256, description="a dead letter's payload is cut to this")
+    dlq_request_bytes: int = Field(524_288, ge=1024, description="letters per request; more: 413")
+    dlq_minute_bytes: int = Field(8_388_608, ge=1024, description="letters per minute; more: 429")
+    dlq_minute_records: int = Field(10_000, ge=1, description="letters per minute; more: 429")
+    stream_max_events: int = Field(1_000_000, ge=0, description="events waiting for ingest in the Redis "
+                                   "stream; more: 503, never trimmed (0 = no cap)")
 
 
 # The baselines jobs/head_to_head.py can fit (config names them, so a typo is a clear error).

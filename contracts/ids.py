@@ -18,7 +18,7 @@ RULE = (f"non-empty, at most {MAX_ID_LEN} characters, no control characters, no 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A lone surrogate has no UTF-8 encoding: as a Redis key or a Parquet string it would fail
 # far from the request that brought it in.
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
+SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def id_problem(value: str) -> str | None:
@@ -31,7 +31,7 @@ def id_problem(value: str) -> str | None:
     if len(value) > MAX_ID_LEN:
         return f"too long ({len(value)} characters), at most {MAX_ID_LEN} allowed"
     for pattern, what, fix in ((_CONTROL, "a control character", "remove it"),
-                               (_SURROGATE, "a lone surrogate", "send valid UTF-8 text")):
+                               (SURROGATE, "a lone surrogate", "send valid UTF-8 text")):
         bad = pattern.search(value)
         if bad:
             return f"contains {what} (U+{ord(bad.group()):04X} at position {bad.start()}), {fix}"

@@ -40,6 +40,10 @@ ITEMLESS_EVENT_TYPES = ("search",)  # the event types whose item_id may be null
 MIN_TIMESTAMP_MS = 631_152_000_000  # 1990-01-01T00:00:00Z: older data is a unit or clock bug
 MAX_SKEW_MS = 86_400_000  # accept clocks up to one day ahead, not more
 RATING_RANGE = (0.0, 10.0)
+# Free text is bounded so one record cannot carry megabytes into the stream, the lake or Redis.
+CONTEXT_MAX_ENTRIES, CONTEXT_MAX_KEY, CONTEXT_MAX_VALUE = 32, 64, 512
+TEXT_MAX = 2048  # other free-text strings (referrer)
+TEXT_FIELDS = frozenset({"referrer"})
 # Epoch values this large are not milliseconds: their magnitude tells the unit the producer used.
 SECONDS_BELOW, MICROS_FROM, NANOS_FROM = 10**11, 10**14, 10**17
 
@@ -145,6 +149,36 @@ def _finite_rule(nullable: bool) -> Rule:
     return rule
 
 
+def _text_problem(v: str, max_len: int) -> str | None:
+    if len(v) > max_len:
+        return f"too long ({len(v)} characters), at most {max_len} allowed"
+    bad = ids.SURROGATE.search(v)
+    if bad:
+        return f"contains a lone surrogate (U+{ord(bad.group()):04X} at position {bad.start()}), send valid UTF-8 text"
+    return None
+
+
+def _text_rule(v: Any, now_ms: int) -> str | None:
+    return _text_problem(v, TEXT_MAX) if isinstance(v, str) else None  # a type problem: Avro reports it
+
+
+def _context_rule(v: Any, now_ms: int) -> str | None:
+    if not isinstance(v, Mapping):
+        return None  # a type problem: the Avro check reports it
+    if len(v) > CONTEXT_MAX_ENTRIES:
+        return f"too many entries ({len(v)}), at most {CONTEXT_MAX_ENTRIES} allowed"
+    for key, value in v.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            return None  # a type problem: the Avro check reports it
+        problem = _text_problem(key, CONTEXT_MAX_KEY)
+        if problem:
+            return f"key {_repr.repr(key)} {problem}"
+        problem = _text_problem(value, CONTEXT_MAX_VALUE)
+        if problem:
+            return f"value of {_repr.repr(key)} {problem}"
+    return None
+
+
 def _non_negative(v: Any, now_ms: int) -> str | None:
     if isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
         return f"must not be negative (got {v})"
@@ -217,6 +251,13 @@ def _compile_field(f: dict[str, Any]) -> Field:
     if f["name"] in NON_NEGATIVE_FIELDS:
         rules.append(_non_negative)
         docs.append("not negative")
+    if f["name"] in TEXT_FIELDS:
+        rules.append(_text_rule)
+        docs.append(f"at most {TEXT_MAX} characters, no lone surrogates")
+    if base == "map":
+        rules.append(_context_rule)
+        docs.append(f"at most {CONTEXT_MAX_ENTRIES} entries; keys at most {CONTEXT_MAX_KEY} characters, values "
+                    f"at most {CONTEXT_MAX_VALUE}; no lone surrogates")
     if base == "enum":
         docs.append("any other value is rejected, listing the allowed ones")
     return Field(
@@ -365,6 +406,13 @@ def check(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -> d
     errors = validate(kind, record, now_ms)
     if errors:
         raise ContractViolation(errors)
+    return normalise(kind, record)
+
+
+def normalise(kind: Kind, record: Mapping[str, Any]) -> dict[str, Any]:
+    """A valid ``record`` in its schema's shape: fields in schema order, absent optional fields
+    filled (null or the schema default), fields the schema does not know dropped (as an Avro
+    reader drops them, and as ingest does when it reads a landing file with the contract)."""
     out: dict[str, Any] = {}
     for f in fields(kind):
         value = record.get(f.name)
@@ -372,3 +420,9 @@ def check(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -> d
         out[f.name] = (f.default.copy() if isinstance(f.default, dict) else f.default) \
             if value is None else value
     return out
+
+
+def unknown_fields(kind: Kind, record: Mapping[str, Any]) -> list[str]:
+    """Names in ``record`` that ``kind``'s schema does not define (``normalise`` drops them)."""
+    known = {f.name for f in fields(kind)}
+    return sorted(str(name) for name in record if name not in known)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import redis
 from flask import Blueprint, Flask, current_app, jsonify, request
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from blink import config as config_mod
@@ -19,13 +23,17 @@ from blink.keys import Keys
 from blink.session_store import RedisSessions
 from blink.store import RecStore, RedisStore
 from contracts.dlq import DeadLetterQueue
+from serving.body import parse_json, read_limited
+from serving.breaker import Breaker
 from serving.event_log import EventLog
+from serving.letter_budget import LetterBudget
 from serving.registry import Registry
 from serving.router import Router
 from serving.session_updater import SessionUpdater
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
+MAX_BODY_BYTES = 1 << 20  # POST /v1/events, chunked or not
 
 
 def create_app(cfg: Config | None = None, store: RecStore | None = None, start_reload: bool = True) -> Flask:
@@ -34,28 +42,51 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     Redis-less single process) serves recommendations without the live-event features."""
     cfg = cfg or config_mod.load()
     events, sessions = None, None
+    shared_redis = Breaker.for_redis()  # one per worker: reads and event appends
     if store is None:
-        client = redis_client.client(cfg)
+        client = bounded_client(cfg)
         keys = Keys(cfg.redis.key_prefix)
         store = RedisStore(client, keys)
         sessions = RedisSessions(client, keys, cfg.session.ttl_s)
     registry = Registry(store, cfg.layout.artifacts, SourceSizes.from_config(cfg))
     if sessions is not None:
         updater = SessionUpdater(sessions, lambda: registry.pipeline.model if registry.pipeline else None)
-        events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.layout.dlq), on_accepted=updater)
+        events = EventLog(sessions.r, sessions.k, DeadLetterQueue(cfg.layout.dlq), on_accepted=updater,
+                          breaker=shared_redis, budget=letter_budget(cfg), max_events=cfg.serving.stream_max_events)
     if start_reload:
         registry.start(cfg.serving.reload_seconds)
     else:
         registry.refresh()
     app = Flask("blink")
-    app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # bounded request bodies
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # bounded request bodies
     app.extensions["blink"] = {"cfg": cfg, "store": store, "registry": registry, "events": events,
                                "router": Router(cfg.serving, store, registry, sessions=sessions,
-                                                blend=cfg.session.blend)}
+                                                blend=cfg.session.blend, redis_breaker=shared_redis)}
     app.register_blueprint(api)
     app.register_error_handler(BlinkError, _blink_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
     return app
+
+
+def letter_budget(cfg: Config) -> LetterBudget:
+    s = cfg.serving
+    return LetterBudget(s.dlq_letter_bytes, s.dlq_request_bytes, s.dlq_minute_bytes, s.dlq_minute_records)
+
+
+def bounded_client(cfg: Config) -> redis.Redis:
+    """Blink's Redis client for serving: connecting and every command bounded by
+    ``redis.socket_timeout_ms``, never retried. The shared client's 1 s connect timeout is too
+    long here: a hung (stopped) Redis fills its listen backlog, then every connect waits it out.
+    With the Redis breaker (serving.breaker) a hung Redis costs a few timeouts, then is skipped."""
+    client = redis_client.client(cfg)
+    timeout_s = cfg.redis.socket_timeout_ms / 1000
+    client.connection_pool.connection_kwargs["socket_connect_timeout"] = timeout_s
+    client.set_retry(Retry(NoBackoff(), 0))
+    if cfg.redis.socket_timeout_ms >= cfg.serving.deadline_ms:
+        log.warning("redis.socket_timeout_ms (%d) is not below serving.deadline_ms (%g): a hung Redis "
+                    "can cost a request its whole deadline", cfg.redis.socket_timeout_ms, cfg.serving.deadline_ms)
+    return client
 
 
 def _ext(name: str) -> Any:
@@ -68,6 +99,28 @@ def _blink_error(exc: BlinkError) -> Any:
 
 def _http_error(exc: HTTPException) -> Any:
     return jsonify({"error": exc.name, "message": exc.description}), exc.code
+
+
+def _unexpected_error(exc: Exception) -> Any:
+    """A bug, not the client's fault: logged with its traceback here, never sent to the client."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return jsonify({"error": "InternalError", "message": "an internal error occurred; it was logged, "
+                                                        "the request can be retried"}), 500
+
+
+@api.before_request
+def _utf8_url() -> None:
+    """Reject a URL that is not valid UTF-8 once percent-decoded (werkzeug would quietly turn the
+    bad bytes into U+FFFD and serve user 'u\ufffd'); a percent-encoded lone surrogate is one."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")  # gunicorn, werkzeug
+    try:
+        if raw is not None:
+            unquote_to_bytes(raw).decode("utf-8")
+        else:  # a server that gives only the decoded path: WSGI hands its bytes over as latin-1
+            request.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+            unquote_to_bytes(request.environ.get("QUERY_STRING", "")).decode("utf-8")
+    except UnicodeError:
+        raise BadRequest("the URL is not valid UTF-8: percent-encode the UTF-8 bytes of each id") from None
 
 
 @api.get("/v1/recommendations/<path:user_id>")
@@ -95,9 +148,12 @@ def _int_arg(name: str) -> int | None:
 def post_events() -> Any:
     cfg: Config = _ext("cfg")
     token = cfg.serving.ingest_token
-    if token is not None and request.headers.get("Authorization") != f"Bearer {token.get_secret_value()}":
+    if token is not None and not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                                     f"Bearer {token.get_secret_value()}".encode()):
         raise Unauthorized("POST /v1/events needs the header 'Authorization: Bearer <serving.ingest_token>'")
-    body = request.get_json(silent=True)
+    if not request.is_json:
+        raise BadRequest("the body must be JSON: one event object, or a list of them")
+    body = parse_json(read_limited(request, MAX_BODY_BYTES), "one event object, or a list of them")
     if not isinstance(body, (dict, list)):
         raise BadRequest("the body must be JSON: one event object, or a list of them")
     records = body if isinstance(body, list) else [body]
@@ -107,10 +163,7 @@ def post_events() -> Any:
     if events is None:
         raise NotReady("this server has no event stream configured")
     started = time.perf_counter()
-    try:
-        result = events.accept(records)
-    except redis.RedisError as exc:
-        raise NotReady(f"event stream unavailable ({exc}); retry later, nothing was lost") from None
+    result = events.accept(records)  # NotReady (503) when the stream is unreachable: nothing was taken
     # 202: all taken (duplicates are accepted once); 400: per-record errors, valid ones kept.
     body = result.to_dict() | {"path": "events", "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
     return jsonify(body), 202 if result.rejected == 0 else 400
@@ -123,12 +176,32 @@ def live() -> Any:
 
 @api.get("/health/ready")
 def ready() -> Any:
+    """200 while a model version is served (from the store, or the newest loadable one on disk),
+    with where it came from and what is degraded; 503 with the reason when none is."""
     registry: Registry = _ext("registry")
+    router: Router = _ext("router")
     store_ok = _ext("store").ping()
+    status = registry.status()
+    breakers = {"model": router.breaker.snapshot(), "redis": router.redis.snapshot()}
+    counts = _counts(router, _ext("events"))
     if registry.version is None:
-        reason = registry.last_error or "no model version published yet: run `blink run-dag`"
-        return jsonify({"status": "not ready", "reason": reason, "store": store_ok}), 503
-    body = {"status": "ready", "model_version": registry.version, "store": store_ok}
+        return jsonify({"status": "not ready", "reason": status["problem"], "store": store_ok,
+                        "breakers": breakers, "counts": counts}), 503
+    body: dict[str, Any] = {"status": "ready", "model_version": registry.version, "source": status["source"],
+                            "store": store_ok, "breakers": breakers, "counts": counts}
+    degraded = [str(status["problem"])] if status["problem"] else []
     if not store_ok:
-        body["degraded"] = "store unreachable: head lists unavailable, serving tail and fallback"
+        degraded.append("store unreachable: head lists unavailable, serving tail and fallback")
+    if degraded:
+        body["degraded"] = "; ".join(degraded)
     return jsonify(body)
+
+
+def _counts(router: Router, events: EventLog | None) -> dict[str, int]:
+    """This worker's counters since it started: abandoned model paths, dead letters refused or cut."""
+    counts = {"model_path_abandoned": router.hard_deadline.abandoned}
+    if events is not None and events.budget is not None:
+        counts |= {f"dead_letters_{name}": n for name, n in events.budget.counts.items()}
+    if events is not None:
+        counts["events_refused_stream_full"] = events.refused_full
+    return counts

@@ -9,6 +9,11 @@ tail     -- a known user without a head list: ScaNN retrieval + XGBoost ranking,
 fallback -- nothing personal is possible, the model path failed or ran late, or the
             breaker is open: trending items (held in process, so no store is needed).
 Items the user already consumed are filtered on every path.
+
+The deadline is hard: the model path (tail and session) runs on a small thread pool and the
+request waits for it only until ``serving.deadline_ms`` from its start; then it answers from
+the fallback with reason "deadline" and the late work is abandoned. Redis reads go through
+their own breaker (a hung Redis costs one socket timeout a few times, then it is skipped).
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from blink.config import ServingConfig
-from blink.errors import BadRequest, NotFound, NotReady
+from blink.errors import BadRequest, DeadlineExceeded, NotFound, NotReady
 from blink.feature_matrix import DEVICES, Context
 from blink.pipeline import Scored
 from blink.session_store import SessionState
 from blink.store import RecStore
 from contracts.ids import id_problem
-from serving.breaker import Deadline, ModelBreaker
+from serving.breaker import Breaker, Deadline, HardDeadline
 from serving.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -47,11 +52,14 @@ class Answer:
 
 class Router:
     def __init__(self, cfg: ServingConfig, store: RecStore, registry: Registry,
-                 breaker: ModelBreaker | None = None, sessions: Any = None, blend: float = 0.6) -> None:
+                 breaker: Breaker | None = None, sessions: Any = None, blend: float = 0.6,
+                 redis_breaker: Breaker | None = None, model_threads: int = 4) -> None:
         self.cfg = cfg
         self.store = store
         self.registry = registry
-        self.breaker = breaker or ModelBreaker()
+        self.breaker = breaker or Breaker("model")
+        self.redis = redis_breaker or Breaker.for_redis()
+        self.hard_deadline = HardDeadline(model_threads)
         self.sessions = sessions  # RedisSessions / MemorySessions, or None: no session path
         self.blend = blend
 
@@ -71,27 +79,32 @@ class Router:
     def recommend(self, user_id: str, k: int | None = None, device: str | None = None,
                   now_ms: int | None = None, session_id: str | None = None) -> Answer:
         started = time.perf_counter()
+        deadline = Deadline(self.cfg.deadline_ms)  # the whole request's budget, store reads included
         self.check_id(user_id)
         if session_id is not None:
             self.check_id(session_id, "session_id")
         k = self.check_k(k)
         if device is not None and device not in (*DEVICES, "unknown"):
             raise BadRequest(f"device must be one of {', '.join((*DEVICES, 'unknown'))}; got {device!r}")
-        answer = self._route(user_id, k, Context(now_ms or int(time.time() * 1000), device), session_id)
+        answer = self._route(user_id, k, Context(now_ms or int(time.time() * 1000), device), session_id, deadline)
         answer.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         return answer
 
-    def _route(self, user_id: str, k: int, ctx: Context, session_id: str | None) -> Answer:
+    def _route(self, user_id: str, k: int, ctx: Context, session_id: str | None, deadline: Deadline) -> Answer:
         pipe = self.registry.pipeline
         if pipe is None:
-            return Answer(user_id, [], "fallback", None, reason="no model version published yet")
+            shipped = self.registry.trending  # no version loads: its trending list, if one reads
+            if shipped is None:
+                return Answer(user_id, [], "fallback", None, reason="no model version published yet")
+            return Answer(user_id, _items(shipped[1][:k]), "fallback", None,
+                          reason=f"no model version loads: trending of {shipped[0]}")
         version = pipe.model.version
         stages: dict[str, float] = {}
         t = time.perf_counter()
         try:
-            cached, pointer = self.store.head_and_session(version, user_id)
+            cached, pointer = self.redis.call(lambda: self.store.head_and_session(version, user_id))
         except Exception as exc:  # noqa: BLE001 - a store outage degrades to the model path
-            log.warning("store read failed: %s", exc)
+            _log_store_failure("store read", exc)
             cached, pointer = None, None
         state = self._session(session_id or pointer)
         stages["store_read"] = _ms(t)
@@ -104,23 +117,33 @@ class Router:
             return Answer(user_id, _items(kept), "head", version, stages_ms=stages)
         if not live and pipe.user_position(user_id) is None:
             return self._fallback(user_id, k, version, "no history for this user", stages, consumed)
-        clock = StageClock(Deadline(self.cfg.deadline_ms), stages)
+        model_stages: dict[str, float] = {}  # written by the model thread, copied once it is done
+        clock = StageClock(deadline, model_stages)
+
+        def model_path() -> Scored | None:
+            return pipe.recommend(user_id, k, ctx, exclude=consumed, after_stage=clock, session=session_vec,
+                                  blend=self.blend, session_items=consumed)
+
         try:
-            items = self.breaker.call(lambda: pipe.recommend(
-                user_id, k, ctx, exclude=consumed, after_stage=clock, session=session_vec, blend=self.blend,
-                session_items=consumed))
+            items = self.breaker.call(lambda: self.hard_deadline.run(model_path, deadline))
         except Exception as exc:  # noqa: BLE001 - any model-path failure becomes the fallback
-            reason = "circuit open" if self.breaker.is_open(exc) else f"model path failed: {exc}"
+            if self.breaker.is_open(exc):
+                reason = "circuit open"
+            elif isinstance(exc, DeadlineExceeded):
+                reason = "deadline"
+            else:
+                reason = f"model path failed: {exc}"
             return self._fallback(user_id, k, version, reason, stages, consumed)
+        stages.update(model_stages)
         return Answer(user_id, _items(items or []), "session" if live else "tail", version, stages_ms=stages)
 
     def _session(self, session_id: str | None) -> SessionState | None:
         if not session_id or self.sessions is None:
             return None
         try:
-            return self.sessions.get(session_id)  # type: ignore[no-any-return]
+            return self.redis.call(lambda: self.sessions.get(session_id))  # type: ignore[no-any-return]
         except Exception as exc:  # noqa: BLE001 - no session state is a degraded answer, not an error
-            log.warning("session read failed: %s", exc)
+            _log_store_failure("session read", exc)
             return None
 
     def similar(self, item_id: str, k: int | None = None) -> dict[str, Any]:
@@ -131,8 +154,9 @@ class Router:
         if pipe is None:
             raise NotReady("no model version published yet")
         try:
-            cached = self.store.similar(pipe.model.version, item_id)
-        except Exception:  # noqa: BLE001 - compute it instead
+            cached = self.redis.call(lambda: self.store.similar(pipe.model.version, item_id))
+        except Exception as exc:  # noqa: BLE001 - compute it instead
+            _log_store_failure("similar-items read", exc)
             cached = None
         path, items = ("precomputed", cached[:k]) if cached is not None else ("realtime", pipe.similar(item_id, k))
         if items is None:
@@ -161,6 +185,14 @@ class StageClock:
         self.stages[stage] = _ms(self.last)
         self.last = time.perf_counter()
         self.deadline.check(stage)
+
+
+def _log_store_failure(what: str, exc: Exception) -> None:
+    """A skipped read (breaker open) is expected and quiet; a failed one is a warning."""
+    if Breaker.is_open(exc):
+        log.debug("%s skipped: the redis breaker is open", what)
+    else:
+        log.warning("%s failed: %s", what, exc)
 
 
 def _items(scored: Scored) -> list[dict[str, Any]]:

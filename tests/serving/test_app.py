@@ -4,6 +4,7 @@ tests is put in its registry, and the event stream is a tiny in-process stand-in
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from blink.keys import Keys
 from blink.pipeline import Pipeline
 from blink.store import MemoryStore
 from contracts.dlq import DeadLetterQueue
-from serving.app import create_app
+from serving.app import create_app, letter_budget
 from serving.event_log import EventLog
 from tests.serving.test_router import N_ITEMS, small_model
 
@@ -32,8 +33,9 @@ def make_app(tmp_path: Path, store: MemoryStore | None = None, model: bool = Tru
     cfg = Config(paths={"var_dir": tmp_path / "var"}, serving=serving)
     app = create_app(cfg, store if store is not None else MemoryStore(), start_reload=False)
     app.testing = True  # an unexpected exception fails the test instead of becoming a 500
-    if model:
-        app.extensions["blink"]["registry"].pipeline = Pipeline(small_model(), 30)
+    if model:  # as if the store's current version were v1 and had loaded
+        registry = app.extensions["blink"]["registry"]
+        registry.pipeline, registry.source, registry.last_error = Pipeline(small_model(), 30), "store", None
     return app
 
 
@@ -112,10 +114,16 @@ def test_k_bounds_are_inclusive(client: FlaskClient) -> None:
     assert client.get("/v1/recommendations/" + "x" * 128).status_code == 200  # MAX_ID_LEN exactly
 
 
-@pytest.mark.xfail(strict=True, reason="app bug: werkzeug decodes invalid UTF-8 in the URL path to U+FFFD, so "
-                   "'u%FF' is served as user 'u\\ufffd' (200) instead of being rejected like other bad ids")
-def test_recommendations_invalid_utf8_user_id_is_400(client: FlaskClient) -> None:
-    error(client.get("/v1/recommendations/u%FF"), 400, "BadRequest")
+@pytest.mark.parametrize("url", ["/v1/recommendations/u%FF", "/v1/recommendations/u%ED%A0%80",
+                                 "/v1/recommendations/u0?session_id=s%FF", "/v1/items/i%C3/similar"],
+                         ids=["path-ff", "path-lone-surrogate", "query", "truncated-sequence"])
+def test_invalid_utf8_in_the_url_is_400(client: FlaskClient, url: str) -> None:
+    """werkzeug decodes invalid UTF-8 to U+FFFD; the app checks the raw bytes first."""
+    assert error(client.get(url), 400, "BadRequest").startswith("the URL is not valid UTF-8")
+
+
+def test_valid_utf8_ids_in_the_url_are_served(client: FlaskClient) -> None:
+    assert client.get("/v1/recommendations/%C3%A9l%C3%A8ve?session_id=s%C3%A9").status_code == 200
 
 
 # --- GET /v1/items/<item_id>/similar -------------------------------------------------------------
@@ -191,9 +199,11 @@ def event(n: int, **over: Any) -> dict[str, Any]:
 
 
 def with_events(app: Flask, tmp_path: Path, fail: redis.RedisError | None = None) -> StreamStandIn:
-    """Give ``app`` an event log over a stand-in stream (create_app only wires one with Redis)."""
+    """Give ``app`` an event log over a stand-in stream (create_app only wires one with Redis),
+    with the dead-letter budget from the app's config, as create_app wires it."""
     stream = StreamStandIn(fail)
-    app.extensions["blink"]["events"] = EventLog(stream, Keys("t"), DeadLetterQueue(tmp_path / "dlq"))  # type: ignore[arg-type]
+    app.extensions["blink"]["events"] = EventLog(stream, Keys("t"), DeadLetterQueue(tmp_path / "dlq"),  # type: ignore[arg-type]
+                                                 budget=letter_budget(app.extensions["blink"]["cfg"]))
     return stream
 
 
@@ -244,7 +254,16 @@ def test_events_batch_size_is_bounded(tmp_path: Path) -> None:
 
 def test_events_body_over_the_limit_is_413(client: FlaskClient) -> None:
     response = client.post("/v1/events", data="[" + " " * (1 << 20) + "]", content_type="application/json")
-    assert error(response, 413, "Request Entity Too Large")
+    assert "the body is over 1048576 bytes" in error(response, 413, "PayloadTooLarge")
+
+
+def test_events_chunked_body_over_the_limit_is_413(client: FlaskClient) -> None:
+    """No Content-Length (chunked): the server terminates the stream (gunicorn sets
+    wsgi.input_terminated) and the body is cut at the limit all the same."""
+    body = io.BytesIO(b"[" + b" " * (1 << 20) + b"]")
+    response = client.post("/v1/events", input_stream=body, content_type="application/json",
+                           headers={"Transfer-Encoding": "chunked"}, environ_base={"wsgi.input_terminated": True})
+    assert "the body is over 1048576 bytes" in error(response, 413, "PayloadTooLarge")
 
 
 def test_events_without_an_event_stream_is_503(client: FlaskClient) -> None:
@@ -257,7 +276,7 @@ def test_events_stream_outage_is_503(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     with_events(app, tmp_path, fail=redis.ConnectionError("connection refused"))
     message = error(app.test_client().post("/v1/events", json=event(1)), 503, "NotReady")
-    assert message == "event stream unavailable (connection refused); retry later, nothing was lost"
+    assert message == "event stream unavailable (connection refused); retry the whole request later, nothing was lost"
 
 
 def test_events_token(tmp_path: Path) -> None:
@@ -283,14 +302,18 @@ def test_live(client: FlaskClient) -> None:
 def test_ready_with_a_model(client: FlaskClient) -> None:
     response = client.get("/health/ready")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "model_version": "v1", "store": True}
+    closed = {"state": "closed", "transitions": {}}
+    assert response.get_json() == {"status": "ready", "model_version": "v1", "source": "store", "store": True,
+                                   "breakers": {"model": closed, "redis": closed},
+                                   "counts": {"model_path_abandoned": 0}}
 
 
 def test_not_ready_without_a_model(tmp_path: Path) -> None:
     response = make_app(tmp_path, model=False).test_client().get("/health/ready")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "not ready", "store": True,
-                                   "reason": "no model version published yet: run `blink run-dag`"}
+    body = response.get_json()
+    assert (body["status"], body["store"]) == ("not ready", True)
+    assert body["reason"] == "no model version published yet: run `blink run-dag`"
 
 
 def test_not_ready_says_why_a_published_version_is_not_served(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from blink.errors import NotReady
 from blink.keys import Keys
 from contracts.dlq import DeadLetterQueue
 from jobs import stream
@@ -82,3 +83,21 @@ def test_drain_is_exactly_once_across_crashes(redis_client: redis.Redis, tmp_pat
     assert sorted(ids) == sorted({*ids}) and len(ids) == 16
     stream.trim(redis_client, keys, lake)
     assert redis_client.xlen(log.stream) <= 1  # only the checkpoint entry itself may stay
+
+
+def test_a_full_stream_refuses_with_503_and_never_drops_an_accepted_event(redis_client: redis.Redis,
+                                                                          tmp_path: Path) -> None:
+    """The stream's cap (serving.stream_max_events): past it, 503 and nothing dead-lettered; what
+    the stream already holds is never trimmed to make room; once ingest drains it, the retry lands
+    and sent = accepted + duplicates + dead-lettered over the whole exchange."""
+    log = EventLog(redis_client, Keys("t"), DeadLetterQueue(tmp_path / "dlq"), max_events=5)
+    assert log.accept([event(n) for n in range(4)]).accepted == 4
+    batch = [event(4), event(5), event(6), event(7, event_type="clik")]
+    with pytest.raises(NotReady, match="holds its cap of 5 events"):
+        log.accept(batch)
+    assert redis_client.xlen(log.stream) == 5  # ev-4 fitted; ev-5 and ev-6 were refused, nothing trimmed
+    assert DeadLetterQueue(tmp_path / "dlq").count("event") == 0 and log.refused_full == 2
+    redis_client.xtrim(log.stream, maxlen=0)  # as ingest does once the events are in a landing file
+    retry = log.accept(batch)
+    assert (retry.accepted, retry.duplicates, retry.rejected) == (2, 1, 1)  # ev-4 is a duplicate
+    assert DeadLetterQueue(tmp_path / "dlq").count("event") == 1
