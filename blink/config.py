@@ -58,6 +58,8 @@ class SparkConfig(Section):
     master: str = "local[*]"
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "4g"
+    driver_host: str | None = Field(None, description="address the Spark driver listens on; "
+                                    "unset = 127.0.0.1 for a local master (required for a cluster master)")
 
 
 class SplitConfig(Section):
