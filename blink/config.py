@@ -40,6 +40,13 @@ class RedisConfig(Section):
     tls: bool = False
     key_prefix: str = Field("blink", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     socket_timeout_ms: int = Field(50, ge=1, le=10_000)
+    # Blink's own redis-server only (a server given by redis.url is configured by its operator).
+    maxmemory: str = Field("1gb", pattern=r"^[0-9]+(b|kb|mb|gb)?$", description="memory bound of Blink's "
+                           "own redis-server (redis.conf syntax); writes past it are refused, never evicted")
+    # noeviction: the event stream, the exactly-once markers and the current-version pointer must
+    # never be evicted; a full Redis refuses writes (POST /v1/events answers 503, nothing taken).
+    # volatile-lru evicts only keys with a TTL (session states, seen-markers) before refusing.
+    maxmemory_policy: Literal["noeviction", "volatile-lru", "volatile-ttl"] = "noeviction"
 
 
 class PathsConfig(Section):

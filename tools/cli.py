@@ -351,7 +351,7 @@ def stop() -> None:
         except (ProcessLookupError, ValueError):
             pass
         pid_file.unlink(missing_ok=True)
-    console.print("stopped Blink's redis-server" if redis_server.stop(cfg) else "no Blink redis-server running")
+    console.print(redis_server.stop(cfg))
 
 
 @cli.command("airflow-ui")
@@ -374,6 +374,9 @@ _register_groups()
 
 
 def main() -> None:
+    # Everything Blink writes (dead letters, landing files, the lake, logs, Redis' AOF) is
+    # owner-only; the processes it starts (gunicorn, redis-server, Airflow tasks) inherit this.
+    os.umask(0o077)
     try:
         cli()
     except BlinkError as exc:

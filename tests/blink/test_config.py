@@ -102,4 +102,4 @@ def test_the_compose_files_env_exists() -> None:
     env = re.search(r"BLINK_ENV: (\w+)", compose)
     assert env is not None
     cfg = config.load(env.group(1), {})
-    assert cfg.env == "prod"
+    assert cfg.env == "prod" and cfg.redis.maxmemory_policy == "noeviction"
