@@ -6,6 +6,8 @@ import json
 import math
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ from blink import config as config_mod
 from blink import layout
 from blink.errors import BlinkError
 from contracts.tables import KIND_OF
-from tools import redis_server
+from tools import processes, redis_server
 
 console = Console(stderr=True)
 
@@ -173,30 +175,90 @@ def run_dag(logical_date: str | None) -> None:
     console.print(f"[green]recs_hourly finished[/] in {time.perf_counter() - started:.0f}s; log: {log_path}")
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether a server already listens on host:port (bound the way gunicorn binds)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _busy(host: str, port: int) -> click.ClickException:
+    return click.ClickException(f"port {port} is in use on {host} (another `blink serve`, or another program): "
+                                f"choose --port (e.g. --port {redis_server.free_port()}), or `blink stop` the "
+                                "Blink server using it")
+
+
+def _wait_daemon(cfg: config_mod.Config, host: str, port: int, log_path: Path, offset: int) -> int:
+    """The daemonized master's pid once its log says it listens on host:port; else a clear error.
+
+    gunicorn --daemon returns 0 as soon as it forks, before it binds: success is read from the
+    master's own "Listening at ... (pid)" line, failure from the master exiting.
+    """
+    deadline = time.monotonic() + 60
+    listening = re.compile(rf"Listening at: \S+:{port} \((\d+)\)")
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")[offset:] if log_path.exists() else ""
+        pid_file = cfg.layout.gunicorn_pid
+        pid = int(pid_file.read_text().strip() or 0) if pid_file.exists() else 0
+        if (m := listening.search(text)) and processes.alive(int(m.group(1))):
+            return int(m.group(1))
+        if "Connection in use" in text or "Address already in use" in text:
+            raise _busy(host, port)
+        if ("Shutting down" in text or "Reason:" in text) and not (pid and processes.alive(pid)):
+            tail = "\n".join(text.splitlines()[-15:])
+            raise click.ClickException(f"gunicorn did not start:\n{tail}\nfull log: {log_path}")
+        time.sleep(0.2)
+    raise click.ClickException(f"gunicorn did not report listening on {host}:{port} within 60 s; see {log_path}")
+
+
+def _our_gunicorn(cfg: config_mod.Config, pid: int) -> bool:
+    """The pid is a gunicorn serving this var/ directory (conf/gunicorn.conf.py makes the var dir
+    its working directory), so a pid file copied with a var dir, or a pid reused after a reboot,
+    never names a process this command may stop."""
+    return "gunicorn" in " ".join(processes.cmdline(pid)) and processes.cwd(pid) == cfg.var.resolve()
+
+
 @cli.command()
 @click.option("--host", default=None, help="default: serving.host (127.0.0.1)")
 @click.option("--port", type=int, default=None, help="default: serving.port")
 @click.option("--workers", type=int, default=None, help="default: serving.workers")
 @click.option("--daemon", is_flag=True, help="run in the background (pid in var/gunicorn.pid)")
 def serve(host: str | None, port: int | None, workers: int | None, daemon: bool) -> None:
-    """Start the serving API under gunicorn."""
+    """Start the serving API under gunicorn (logs: var/logs/serving.log)."""
     cfg = _cfg()
+    host, port = host or cfg.serving.host, port or cfg.serving.port
+    if _port_in_use(host, port):
+        raise _busy(host, port)
+    pid_file = cfg.layout.gunicorn_pid
+    if daemon and pid_file.exists() and _our_gunicorn(cfg, int(pid_file.read_text().strip() or 0)):
+        raise click.ClickException(f"Blink already serves from {cfg.var} (pid {pid_file.read_text().strip()}): "
+                                   "`blink stop` it first")
     redis_server.ensure(cfg)
     env = dict(os.environ)
-    env["BLINK_SERVING__HOST"] = host or cfg.serving.host
-    env["BLINK_SERVING__PORT"] = str(port or cfg.serving.port)
+    env["BLINK_SERVING__HOST"] = host
+    env["BLINK_SERVING__PORT"] = str(port)
     env["BLINK_SERVING__WORKERS"] = str(workers or cfg.serving.workers)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     cmd = [gunicorn, "-c", str(config_mod.ROOT / "conf" / "gunicorn.conf.py"), "serving.wsgi:app"]
-    if daemon:
-        cmd += ["--daemon", "--pid", str(cfg.layout.gunicorn_pid),
-                "--error-logfile", str(cfg.layout.logs / "gunicorn.log")]
-        (cfg.layout.logs).mkdir(parents=True, exist_ok=True)
-    console.print(f"serving on http://{env['BLINK_SERVING__HOST']}:{env['BLINK_SERVING__PORT']}")
+    url = f"http://{host}:{port}"
+    logs = cfg.layout.logs
+    logs.mkdir(parents=True, exist_ok=True)
     os.chdir(config_mod.ROOT)
-    if daemon:
-        raise SystemExit(subprocess.call(cmd, env=env))
-    os.execve(gunicorn, cmd, env)  # gunicorn replaces us: signals reach it directly
+    if not daemon:
+        console.print(f"serving on {url} (log: {logs / 'serving.log'})")
+        os.execve(gunicorn, cmd, env)  # gunicorn replaces us: signals reach it directly
+    log_path = logs / "gunicorn.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    pid_file.unlink(missing_ok=True)
+    code = subprocess.call(cmd + ["--daemon", "--pid", str(pid_file), "--error-logfile", str(log_path)], env=env)
+    if code != 0:
+        raise click.ClickException(f"gunicorn exited with {code}; see {log_path}")
+    pid = _wait_daemon(cfg, host, port, log_path, offset)
+    console.print(f"serving on {url} (pid {pid}; logs: {logs / 'serving.log'}, {log_path}); `blink stop` stops it")
 
 
 @cli.command()
@@ -341,15 +403,27 @@ def bench(rate: float, seconds: float) -> None:
 
 @cli.command()
 def stop() -> None:
-    """Stop what Blink started: its gunicorn and its own redis-server (never REDIS_URL's)."""
+    """Stop what Blink started for this var/ directory: its gunicorn and its own redis-server
+    (never REDIS_URL's, never another instance's: each pid is checked against the process)."""
     cfg = _cfg()
     pid_file = cfg.layout.gunicorn_pid
     if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text().strip()), 15)
-            console.print("stopped gunicorn")
-        except (ProcessLookupError, ValueError):
-            pass
+        text = pid_file.read_text().strip()
+        pid = int(text) if text.isdigit() else 0
+        if not pid or not processes.alive(pid):
+            console.print("no Blink gunicorn running (stale pid file removed)")
+        elif not processes.can_verify():
+            console.print(f"cannot verify that pid {pid} is this var dir's gunicorn (no /proc): stop it by hand")
+        elif not _our_gunicorn(cfg, pid):
+            console.print(f"{pid_file} names pid {pid}, which is not a gunicorn serving {cfg.var} "
+                          "(another instance's, or a copied var dir): left it alone")
+        else:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(200):  # graceful_timeout is 10 s
+                if not processes.alive(pid):
+                    break
+                time.sleep(0.1)
+            console.print(f"stopped gunicorn (pid {pid})")
         pid_file.unlink(missing_ok=True)
     console.print(redis_server.stop(cfg))
 

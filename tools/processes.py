@@ -2,8 +2,8 @@
 
 A pid file copied with a var/ directory (or left behind after a reboot, the pid reused)
 names a process that is not this instance's. Before signalling, ``blink stop`` checks the
-process itself through /proc (Linux): its working directory or its environment must point at
-this var/ directory.
+process itself through /proc (Linux): its working directory must be this var/ directory
+(redis-server works in var/redis, gunicorn in var/).
 """
 
 from __future__ import annotations
@@ -35,16 +35,6 @@ def cwd(pid: int) -> Path | None:
         return Path(os.readlink(PROC / str(pid) / "cwd")).resolve()
     except OSError:
         return None
-
-
-def environ(pid: int) -> dict[str, str]:
-    """The environment the process started with (empty when it cannot be read)."""
-    try:
-        raw = (PROC / str(pid) / "environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
-    return {name: value for name, _, value in pairs}
 
 
 def cmdline(pid: int) -> list[str]:
