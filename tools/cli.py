@@ -22,7 +22,7 @@ from blink import config as config_mod
 from blink import layout
 from blink.errors import BlinkError
 from contracts.tables import KIND_OF
-from tools import processes, redis_server
+from tools import airflow_env, processes, redis_server
 
 console = Console(stderr=True)
 
@@ -428,14 +428,81 @@ def stop() -> None:
     console.print(redis_server.stop(cfg))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @cli.command("airflow-ui")
-def airflow_ui() -> None:
-    """`airflow standalone` on localhost, with Blink's AIRFLOW_HOME and DAG folder."""
-    from tools import airflow_env
+@click.option("--host", default="127.0.0.1", show_default=True, help="address the Airflow UI listens on")
+@click.option("--port", type=int, default=airflow_env.UI_PORT, show_default=True,
+              help="Airflow UI port (not blink serve's 8080)")
+def airflow_ui(host: str, port: int) -> None:
+    """Airflow 3 (API server + UI, scheduler, DAG processor, triggerer) with Blink's AIRFLOW_HOME
+    and DAG folder, on 127.0.0.1:8088. Prints the admin login; unpauses recs_hourly, so the
+    scheduler runs it every hour while this runs. Component logs: var/logs/airflow-ui/."""
+    import threading
 
     cfg = _cfg()
+    if _port_in_use(host, port):
+        raise click.ClickException(f"port {port} is in use on {host}: choose --port")
     redis_server.ensure(cfg)
-    raise SystemExit(subprocess.call([airflow_env.airflow_bin(), "standalone"], env=airflow_env.environment(cfg)))
+    user, password = airflow_env.admin_login(cfg)
+    env = airflow_env.environment(cfg) | airflow_env.ui_environment(cfg, host, port)
+    with console.status("preparing the Airflow metadata DB (var/airflow)..."):
+        airflow_env.migrate(cfg)
+    fixed = airflow_env.fix_test_run_durations(cfg)
+    logs = cfg.layout.logs / "airflow-ui"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for name, args in airflow_env.component_commands(host, port).items():
+        with open(logs / f"{name}.log", "ab") as out:
+            procs[name] = subprocess.Popen([airflow_env.airflow_bin(), *args], env=env, stdout=out,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop_all(*_: object) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def unpause() -> None:
+        ok = airflow_env.unpause(cfg)
+        console.print("recs_hourly [green]unpaused[/]: the scheduler runs it every hour while Airflow runs"
+                      if ok else "[yellow]recs_hourly was not registered within 5 min; unpause it in the UI[/]")
+
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the components as Ctrl-C does
+    code = 0
+    try:
+        with console.status(f"starting Airflow on http://{host}:{port} ..."):
+            deadline = time.monotonic() + 180
+            while not _port_in_use(host, port) and time.monotonic() < deadline:
+                if any(p.poll() is not None for p in procs.values()):
+                    break
+                time.sleep(0.5)
+        console.rule("[bold]Airflow")
+        console.print(f"  UI:     http://{host}:{port}")
+        console.print(f"  login:  user [bold]{user}[/]  password [bold]{password}[/]")
+        console.print(f"          (kept in {airflow_env.passwords_file(cfg)}, readable by you only)")
+        console.print(f"  logs:   {logs}/<component>.log; task logs in {cfg.layout.logs / 'airflow'}")
+        if fixed:
+            console.print(f"  {fixed} run(s) made by `blink run-dag` now show their real duration")
+        console.print("  Ctrl-C stops Airflow")
+        console.rule()
+        threading.Thread(target=unpause, daemon=True).start()
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(1)
+        dead = [name for name, p in procs.items() if p.poll() is not None]
+        console.print(f"[red]Airflow {', '.join(dead)} stopped; see {logs}[/]")
+        code = 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_all()
+    raise SystemExit(code)
 
 
 def _register_groups() -> None:
