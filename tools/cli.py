@@ -192,27 +192,51 @@ def _busy(host: str, port: int) -> click.ClickException:
                                 "Blink server using it")
 
 
-def _wait_daemon(cfg: config_mod.Config, host: str, port: int, log_path: Path, offset: int) -> int:
-    """The daemonized master's pid once its log says it listens on host:port; else a clear error.
+def _read_pid(path: Path) -> int:
+    text = path.read_text().strip() if path.exists() else ""
+    return int(text) if text.isdigit() else 0
 
-    gunicorn --daemon returns 0 as soon as it forks, before it binds: success is read from the
-    master's own "Listening at ... (pid)" line, failure from the master exiting.
+
+def _answers(host: str, port: int) -> bool:
+    import urllib.request
+
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+    try:
+        with urllib.request.urlopen(f"http://{target}:{port}/health/live", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+BOOT_FAILED = ("Exception in worker process", "Worker failed to boot", "App failed to load", "Reason:")
+
+
+def _wait_daemon(cfg: config_mod.Config, host: str, port: int, log_path: Path, offset: int) -> int:
+    """The daemonized master's pid once it listens on host:port and a worker answers
+    /health/live; else a clear error (and the master, if it lingers, stopped).
+
+    gunicorn --daemon returns 0 as soon as it forks, before it binds and before any worker has
+    loaded the app: success is the master's own "Listening at ... (pid)" line plus an answer,
+    failure a worker that could not boot or the master exiting (the log's lines say why).
     """
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     listening = re.compile(rf"Listening at: \S+:{port} \((\d+)\)")
     while time.monotonic() < deadline:
         text = log_path.read_text(errors="replace")[offset:] if log_path.exists() else ""
-        pid_file = cfg.layout.gunicorn_pid
-        pid = int(pid_file.read_text().strip() or 0) if pid_file.exists() else 0
-        if (m := listening.search(text)) and processes.alive(int(m.group(1))):
-            return int(m.group(1))
+        m = listening.search(text)
+        pid = int(m.group(1)) if m else _read_pid(cfg.layout.gunicorn_pid)
+        if m and processes.alive(pid) and _answers(host, port):
+            return pid
         if "Connection in use" in text or "Address already in use" in text:
             raise _busy(host, port)
-        if ("Shutting down" in text or "Reason:" in text) and not (pid and processes.alive(pid)):
-            tail = "\n".join(text.splitlines()[-15:])
-            raise click.ClickException(f"gunicorn did not start:\n{tail}\nfull log: {log_path}")
+        if any(sign in text for sign in BOOT_FAILED) or (pid and not processes.alive(pid)):
+            if pid and processes.alive(pid) and _our_gunicorn(cfg, pid):
+                os.kill(pid, signal.SIGTERM)  # a master whose workers cannot boot serves nothing
+            reasons = [ln for ln in text.splitlines() if "Error" in ln or "Reason" in ln][-5:]
+            raise click.ClickException("gunicorn did not start: " + ("; ".join(reasons) or text[-800:])
+                                       + f"\nfull log: {log_path}")
         time.sleep(0.2)
-    raise click.ClickException(f"gunicorn did not report listening on {host}:{port} within 60 s; see {log_path}")
+    raise click.ClickException(f"gunicorn did not answer on {host}:{port} within 120 s; see {log_path}")
 
 
 def _our_gunicorn(cfg: config_mod.Config, pid: int) -> bool:
@@ -234,9 +258,8 @@ def serve(host: str | None, port: int | None, workers: int | None, daemon: bool)
     if _port_in_use(host, port):
         raise _busy(host, port)
     pid_file = cfg.layout.gunicorn_pid
-    if daemon and pid_file.exists() and _our_gunicorn(cfg, int(pid_file.read_text().strip() or 0)):
-        raise click.ClickException(f"Blink already serves from {cfg.var} (pid {pid_file.read_text().strip()}): "
-                                   "`blink stop` it first")
+    if daemon and (running := _read_pid(pid_file)) and _our_gunicorn(cfg, running):
+        raise click.ClickException(f"Blink already serves from {cfg.var} (pid {running}): `blink stop` it first")
     redis_server.ensure(cfg)
     env = dict(os.environ)
     env["BLINK_SERVING__HOST"] = host
@@ -408,8 +431,7 @@ def stop() -> None:
     cfg = _cfg()
     pid_file = cfg.layout.gunicorn_pid
     if pid_file.exists():
-        text = pid_file.read_text().strip()
-        pid = int(text) if text.isdigit() else 0
+        pid = _read_pid(pid_file)
         if not pid or not processes.alive(pid):
             console.print("no Blink gunicorn running (stale pid file removed)")
         elif not processes.can_verify():

@@ -168,3 +168,18 @@ def test_stop_only_stops_this_var_dirs_processes(tmp_path: Path, redis_server: R
     # REDIS_URL's server is never Blink's to stop
     assert "no Blink redis-server running" in done.stderr
     assert json.loads(json.dumps(redis.Redis(port=redis_server.port).ping()))
+
+
+def test_daemon_whose_workers_cannot_boot_fails_with_the_reason(tmp_path: Path, redis_server: RedisServer) -> None:
+    """--daemon used to print "serving on" and exit 0 whatever happened to gunicorn next."""
+    env = serve_env(tmp_path, redis_server, "opse")
+    (var_of(env) / "logs" / "serving.log").mkdir(parents=True)  # the workers cannot open their log
+    port = free_port()
+    done = blink("serve", "--daemon", "--port", str(port), env=env, timeout=180)
+    assert done.returncode == 1, done.stderr
+    assert "gunicorn did not start" in done.stderr and "IsADirectoryError" in done.stderr, done.stderr
+    assert "serving on" not in done.stderr
+    wait_for(lambda: not processes.alive(int((var_of(env) / "gunicorn.pid").read_text() or 0))
+             if (var_of(env) / "gunicorn.pid").exists() else True, timeout=30)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing left listening
