@@ -183,3 +183,21 @@ def test_daemon_whose_workers_cannot_boot_fails_with_the_reason(tmp_path: Path, 
              if (var_of(env) / "gunicorn.pid").exists() else True, timeout=30)
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing left listening
+
+
+@pytest.mark.parametrize("token", ["#s3cret", "null", "s3cret #x"])
+def test_an_ingest_token_that_yaml_would_drop_keeps_auth_on(tmp_path: Path, redis_server: RedisServer,
+                                                            token: str) -> None:
+    env = serve_env(tmp_path, redis_server, "opsf") | {"BLINK_SERVING__INGEST_TOKEN": token}
+    port = free_port()
+    assert blink("serve", "--daemon", "--port", str(port), env=env).returncode == 0
+    try:
+        event = {"event_id": f"tok-{time.time_ns()}", "user_id": "u1", "session_id": "s1", "item_id": "i1",
+                 "event_type": "click", "timestamp": int(time.time() * 1000), "device": "mobile"}
+        url = f"http://127.0.0.1:{port}/v1/events"
+        assert requests.post(url, json=event, timeout=5).status_code == 401
+        assert requests.post(url, json=event, timeout=5, headers={"Authorization": "Bearer s3cret"}).status_code == 401
+        r = requests.post(url, json=event, timeout=5, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 202, r.text
+    finally:
+        blink("stop", env=env)
