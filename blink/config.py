@@ -254,8 +254,8 @@ def _env_value(section: str, key: str, raw: str, name: str) -> Any:
     token read as None turns auth off). Numbers, booleans and lists are parsed as YAML."""
     field = Config.model_fields[section].annotation
     info = field.model_fields.get(key) if isinstance(field, type) and issubclass(field, BaseModel) else None
-    if info is None:  # unknown key: left to validation, which names the variable
-        return yaml.safe_load(raw) if raw != "" else None
+    if info is None:  # unknown key: validation refuses it, naming the variable
+        return raw
     if info.annotation is not None and _takes_text(info.annotation):
         if raw == "" and _is_secret(info.annotation):
             raise ConfigError(f"{name} is set but empty: give the secret a value, or unset the variable")

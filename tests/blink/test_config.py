@@ -25,8 +25,9 @@ def test_unknown_key_names_the_key(tmp_path: Path) -> None:
 
 
 def test_unknown_env_key_names_the_variable(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="BLINK_RANKER__DEPTH"):
-        config.load("dev", {"BLINK_CONF_DIR": str(tmp_path), "BLINK_RANKER__DEPTH": "3"})
+    for value in ("3", "[unclosed"):  # not valid YAML either: still the config error, no traceback
+        with pytest.raises(ConfigError, match="BLINK_RANKER__DEPTH"):
+            config.load("dev", {"BLINK_CONF_DIR": str(tmp_path), "BLINK_RANKER__DEPTH": value})
 
 
 def test_bad_value_names_the_key(tmp_path: Path) -> None:
