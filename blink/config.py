@@ -1,15 +1,20 @@
 """One typed configuration: defaults -> conf/base.yaml -> conf/<BLINK_ENV>.yaml -> BLINK_* env.
 
 Environment variables use a double underscore between section and key, e.g.
-``BLINK_SERVING__PORT=9000``. ``REDIS_URL`` overrides ``redis.url`` (the usual convention).
-Unknown keys and bad values fail at load time with a message naming the key.
+``BLINK_SERVING__PORT=9000``; text fields (tokens, passwords, paths) take the value literally,
+other fields parse it as YAML. ``REDIS_URL`` overrides ``redis.url`` (the usual convention).
+Unknown keys and bad values fail at load time with a message naming the key; ``BLINK_*`` names
+that are not ``BLINK_<SECTION>__<KEY>`` are not config and are ignored; secrets are refused in
+conf files; an unknown ``BLINK_ENV`` fails naming the known ones.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -19,6 +24,8 @@ from blink.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "BLINK_"
+DEFAULT_ENV = "dev"
+log = logging.getLogger(__name__)
 
 
 class Section(BaseModel):
@@ -33,6 +40,13 @@ class RedisConfig(Section):
     tls: bool = False
     key_prefix: str = Field("blink", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     socket_timeout_ms: int = Field(50, ge=1, le=10_000)
+    # Blink's own redis-server only (a server given by redis.url is configured by its operator).
+    maxmemory: str = Field("1gb", pattern=r"^[0-9]+(b|kb|mb|gb)?$", description="memory bound of Blink's "
+                           "own redis-server (redis.conf syntax); writes past it are refused, never evicted")
+    # noeviction: the event stream, the exactly-once markers and the current-version pointer must
+    # never be evicted; a full Redis refuses writes (POST /v1/events answers 503, nothing taken).
+    # volatile-lru evicts only keys with a TTL (session states, seen-markers) before refusing.
+    maxmemory_policy: Literal["noeviction", "volatile-lru", "volatile-ttl"] = "noeviction"
 
 
 class PathsConfig(Section):
@@ -51,6 +65,8 @@ class SparkConfig(Section):
     master: str = "local[*]"
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "4g"
+    driver_host: str | None = Field(None, description="address the Spark driver listens on; "
+                                    "unset = 127.0.0.1 for a local master (required for a cluster master)")
 
 
 class SplitConfig(Section):
@@ -116,6 +132,7 @@ class ServingConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(2, ge=1)
+    threads: int = Field(4, ge=1, le=64, description="request threads per gunicorn worker (gthread)")
     default_k: int = Field(20, ge=1)
     max_k: int = Field(100, ge=1)
     deadline_ms: float = Field(150.0, gt=0)
@@ -206,6 +223,10 @@ class Config(Section):
         return Layout(self.var)
 
 
+SECTIONS = tuple(name for name, info in Config.model_fields.items()
+                 if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel))
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
@@ -228,28 +249,102 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _takes_text(annotation: Any) -> bool:
+    """True for fields whose value is text (str, SecretStr, Path, a str Literal), optional or not."""
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return all(isinstance(a, str) for a in args)
+    if args and get_origin(annotation) in (Union, UnionType):
+        return any(_takes_text(a) for a in args if a is not type(None))
+    return annotation in (str, SecretStr, Path)
+
+
+def _env_value(section: str, key: str, raw: str, name: str) -> Any:
+    """One variable's value. Text fields take it literally: ``#s3cret``, ``null``, ``~`` and
+    ``s3cret #x`` stay what they say (YAML would read them as None or cut the comment, and a
+    token read as None turns auth off). Numbers, booleans and lists are parsed as YAML."""
+    field = Config.model_fields[section].annotation
+    info = field.model_fields.get(key) if isinstance(field, type) and issubclass(field, BaseModel) else None
+    if info is None:  # unknown key: validation refuses it, naming the variable
+        return raw
+    if info.annotation is not None and _takes_text(info.annotation):
+        if raw == "" and _is_secret(info.annotation):
+            raise ConfigError(f"{name} is set but empty: give the secret a value, or unset the variable")
+        return raw if raw != "" else None
+    if raw == "":
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw  # validation names the variable and the expected type
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:
-    """BLINK_SECTION__KEY=value -> {section: {key: value}}; values are parsed as YAML scalars."""
+    """BLINK_<SECTION>__<KEY>=value -> {section: {key: value}}.
+
+    Only that pattern with a known section is configuration: other ``BLINK_*`` names (a
+    wrapper's ``BLINK_BIN``, say) are not Blink's and are ignored, with a debug line (a warning
+    when it looks like a mistyped section). An unknown key in a known section is an error.
+    """
     out: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name in ("BLINK_ENV", "BLINK_CONF_DIR"):
             continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+        section, sep, key = name[len(ENV_PREFIX):].lower().partition("__")
+        if not sep or section not in SECTIONS or not key:
+            level = logging.WARNING if sep else logging.DEBUG
+            log.log(level, "ignoring %s: not a BLINK_<SECTION>__<KEY> config variable (sections: %s)",
+                    name, ", ".join(SECTIONS))
+            continue
+        out.setdefault(section, {})[key] = _env_value(section, key, raw, name)
     if environ.get("REDIS_URL"):
         out.setdefault("redis", {})["url"] = environ["REDIS_URL"]
     return out
 
 
+def _secrets_in(layer: dict[str, Any]) -> list[str]:
+    """Keys of secret fields set in a YAML layer (secrets come only from the environment)."""
+    found = []
+    for section, values in layer.items():
+        field = Config.model_fields.get(section)
+        model = field.annotation if field else None
+        if not isinstance(values, dict) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        found += [f"{section}.{key}" for key, info in model.model_fields.items()
+                  if key in values and values[key] is not None and _is_secret(info.annotation)]
+    return found
+
+
+def _env_file(conf_dir: Path, env: str) -> Path | None:
+    """conf/<env>.yaml; an unknown env is an error naming the known ones (the default may have none)."""
+    path = conf_dir / f"{env}.yaml"
+    if path.exists():
+        return path
+    if env == DEFAULT_ENV:
+        return None
+    known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
+    raise ConfigError(f"BLINK_ENV={env!r}: there is no {path}; known environments: "
+                      f"{', '.join(known) or '(none)'} (or add {path.name})")
+
+
 def load(env: str | None = None, environ: dict[str, str] | None = None) -> Config:
     """Load the layered config; raise ConfigError naming the first bad key."""
     environ = dict(os.environ if environ is None else environ)
-    env = env or environ.get("BLINK_ENV", "dev")
+    env = env or environ.get("BLINK_ENV") or DEFAULT_ENV
     conf_dir = Path(environ.get("BLINK_CONF_DIR", ROOT / "conf"))
-    layers = [_read_yaml(conf_dir / "base.yaml"), _read_yaml(conf_dir / f"{env}.yaml"), _from_env(environ)]
+    env_file = _env_file(conf_dir, env)
+    files = [conf_dir / "base.yaml"] + ([env_file] if env_file else [])
+    layers = [_read_yaml(path) for path in files]
+    for path, layer in zip(files, layers, strict=True):
+        if secrets := _secrets_in(layer):
+            raise ConfigError(f"{path}: {', '.join(secrets)} is a secret: set it in the environment "
+                              f"({', '.join(ENV_PREFIX + s.upper().replace('.', '__') for s in secrets)}), "
+                              "never in a conf file")
+    layers.append(_from_env(environ))
     merged: dict[str, Any] = {"env": env}
     for layer in layers:
         merged = _merge(merged, layer)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from blink.config import Config
+from blink.errors import ConfigError
 
 
 def get_spark(cfg: Config) -> Any:
@@ -34,10 +35,25 @@ def get_spark(cfg: Config) -> Any:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
+        # The driver's RPC and block-manager ports listen on this address only (Spark's default
+        # is the host's non-loopback address). A cluster master needs an address its executors
+        # reach: set spark.driver_host.
+        .config("spark.driver.bindAddress", driver_host(cfg))
+        .config("spark.driver.host", driver_host(cfg))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def driver_host(cfg: Config) -> str:
+    """Where the driver listens: spark.driver_host, else 127.0.0.1 for a local master."""
+    if cfg.spark.driver_host:
+        return cfg.spark.driver_host
+    if cfg.spark.master.startswith("local"):
+        return "127.0.0.1"
+    raise ConfigError(f"spark.master is {cfg.spark.master!r}: set spark.driver_host (BLINK_SPARK__DRIVER_HOST) "
+                      "to this host's address that the executors can reach")
 
 
 def map_partitions(spark: Any, rows: Iterable[Any], fn: Callable[[Iterator[Any]], Iterator[Any]],

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ from blink import config as config_mod
 from blink import layout
 from blink.errors import BlinkError
 from contracts.tables import KIND_OF
-from tools import redis_server
+from tools import airflow_env, processes, redis_server
 
 console = Console(stderr=True)
 
@@ -200,30 +202,113 @@ def run_dag(logical_date: str | None, which: str) -> None:
     console.print(f"[green]{dag_id} finished[/] in {time.perf_counter() - started:.0f}s; log: {log_path}")
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether a server already listens on host:port (bound the way gunicorn binds)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _busy(host: str, port: int) -> click.ClickException:
+    return click.ClickException(f"port {port} is in use on {host} (another `blink serve`, or another program): "
+                                f"choose --port (e.g. --port {redis_server.free_port()}), or `blink stop` the "
+                                "Blink server using it")
+
+
+def _read_pid(path: Path) -> int:
+    text = path.read_text().strip() if path.exists() else ""
+    return int(text) if text.isdigit() else 0
+
+
+def _answers(host: str, port: int) -> bool:
+    import urllib.request
+
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+    try:
+        with urllib.request.urlopen(f"http://{target}:{port}/health/live", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+BOOT_FAILED = ("Exception in worker process", "Worker failed to boot", "App failed to load", "Reason:")
+
+
+def _wait_daemon(cfg: config_mod.Config, host: str, port: int, log_path: Path, offset: int) -> int:
+    """The daemonized master's pid once it listens on host:port and a worker answers
+    /health/live; else a clear error (and the master, if it lingers, stopped).
+
+    gunicorn --daemon returns 0 as soon as it forks, before it binds and before any worker has
+    loaded the app: success is the master's own "Listening at ... (pid)" line plus an answer,
+    failure a worker that could not boot or the master exiting (the log's lines say why).
+    """
+    deadline = time.monotonic() + 120
+    listening = re.compile(rf"Listening at: \S+:{port} \((\d+)\)")
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")[offset:] if log_path.exists() else ""
+        m = listening.search(text)
+        pid = int(m.group(1)) if m else _read_pid(cfg.layout.gunicorn_pid)
+        if m and processes.alive(pid) and _answers(host, port):
+            return pid
+        if "Connection in use" in text or "Address already in use" in text:
+            raise _busy(host, port)
+        if any(sign in text for sign in BOOT_FAILED) or (pid and not processes.alive(pid)):
+            if pid and processes.alive(pid) and _our_gunicorn(cfg, pid):
+                os.kill(pid, signal.SIGTERM)  # a master whose workers cannot boot serves nothing
+            reasons = [ln for ln in text.splitlines() if "Error" in ln or "Reason" in ln][-5:]
+            raise click.ClickException("gunicorn did not start: " + ("; ".join(reasons) or text[-800:])
+                                       + f"\nfull log: {log_path}")
+        time.sleep(0.2)
+    raise click.ClickException(f"gunicorn did not answer on {host}:{port} within 120 s; see {log_path}")
+
+
+def _our_gunicorn(cfg: config_mod.Config, pid: int) -> bool:
+    """The pid is a gunicorn serving this var/ directory (conf/gunicorn.conf.py makes the var dir
+    its working directory), so a pid file copied with a var dir, or a pid reused after a reboot,
+    never names a process this command may stop."""
+    return "gunicorn" in " ".join(processes.cmdline(pid)) and processes.cwd(pid) == cfg.var.resolve()
+
+
 @cli.command()
 @click.option("--host", default=None, help="default: serving.host (127.0.0.1)")
 @click.option("--port", type=int, default=None, help="default: serving.port")
 @click.option("--workers", type=int, default=None, help="default: serving.workers")
 @click.option("--daemon", is_flag=True, help="run in the background (pid in var/gunicorn.pid)")
 def serve(host: str | None, port: int | None, workers: int | None, daemon: bool) -> None:
-    """Start the serving API under gunicorn."""
+    """Start the serving API under gunicorn (logs: var/logs/serving.log)."""
     cfg = _cfg()
+    host, port = host or cfg.serving.host, port or cfg.serving.port
+    if _port_in_use(host, port):
+        raise _busy(host, port)
+    pid_file = cfg.layout.gunicorn_pid
+    if daemon and (running := _read_pid(pid_file)) and _our_gunicorn(cfg, running):
+        raise click.ClickException(f"Blink already serves from {cfg.var} (pid {running}): `blink stop` it first")
     redis_server.ensure(cfg)
     env = dict(os.environ)
-    env["BLINK_SERVING__HOST"] = host or cfg.serving.host
-    env["BLINK_SERVING__PORT"] = str(port or cfg.serving.port)
+    env["BLINK_SERVING__HOST"] = host
+    env["BLINK_SERVING__PORT"] = str(port)
     env["BLINK_SERVING__WORKERS"] = str(workers or cfg.serving.workers)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     cmd = [gunicorn, "-c", str(config_mod.ROOT / "conf" / "gunicorn.conf.py"), "serving.wsgi:app"]
-    if daemon:
-        cmd += ["--daemon", "--pid", str(cfg.layout.gunicorn_pid),
-                "--error-logfile", str(cfg.layout.logs / "gunicorn.log")]
-        (cfg.layout.logs).mkdir(parents=True, exist_ok=True)
-    console.print(f"serving on http://{env['BLINK_SERVING__HOST']}:{env['BLINK_SERVING__PORT']}")
+    url = f"http://{host}:{port}"
+    logs = cfg.layout.logs
+    logs.mkdir(parents=True, exist_ok=True)
     os.chdir(config_mod.ROOT)
-    if daemon:
-        raise SystemExit(subprocess.call(cmd, env=env))
-    os.execve(gunicorn, cmd, env)  # gunicorn replaces us: signals reach it directly
+    if not daemon:
+        console.print(f"serving on {url} (log: {logs / 'serving.log'})")
+        os.execve(gunicorn, cmd, env)  # gunicorn replaces us: signals reach it directly
+    log_path = logs / "gunicorn.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    pid_file.unlink(missing_ok=True)
+    code = subprocess.call(cmd + ["--daemon", "--pid", str(pid_file), "--error-logfile", str(log_path)], env=env)
+    if code != 0:
+        raise click.ClickException(f"gunicorn exited with {code}; see {log_path}")
+    pid = _wait_daemon(cfg, host, port, log_path, offset)
+    console.print(f"serving on {url} (pid {pid}; logs: {logs / 'serving.log'}, {log_path}); `blink stop` stops it")
 
 
 @cli.command()
@@ -385,27 +470,105 @@ def bench_scale(sizes: str) -> None:
 
 @cli.command()
 def stop() -> None:
-    """Stop what Blink started: its gunicorn and its own redis-server (never REDIS_URL's)."""
+    """Stop what Blink started for this var/ directory: its gunicorn and its own redis-server
+    (never REDIS_URL's, never another instance's: each pid is checked against the process)."""
     cfg = _cfg()
     pid_file = cfg.layout.gunicorn_pid
     if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text().strip()), 15)
-            console.print("stopped gunicorn")
-        except (ProcessLookupError, ValueError):
-            pass
+        pid = _read_pid(pid_file)
+        if not pid or not processes.alive(pid):
+            console.print("no Blink gunicorn running (stale pid file removed)")
+        elif not processes.can_verify():
+            console.print(f"cannot verify that pid {pid} is this var dir's gunicorn (no /proc): stop it by hand")
+        elif not _our_gunicorn(cfg, pid):
+            console.print(f"{pid_file} names pid {pid}, which is not a gunicorn serving {cfg.var} "
+                          "(another instance's, or a copied var dir): left it alone")
+        else:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(200):  # graceful_timeout is 10 s
+                if not processes.alive(pid):
+                    break
+                time.sleep(0.1)
+            console.print(f"stopped gunicorn (pid {pid})")
         pid_file.unlink(missing_ok=True)
-    console.print("stopped Blink's redis-server" if redis_server.stop(cfg) else "no Blink redis-server running")
+    console.print(redis_server.stop(cfg))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @cli.command("airflow-ui")
-def airflow_ui() -> None:
-    """`airflow standalone` on localhost, with Blink's AIRFLOW_HOME and DAG folder."""
-    from tools import airflow_env
+@click.option("--host", default="127.0.0.1", show_default=True, help="address the Airflow UI listens on")
+@click.option("--port", type=int, default=airflow_env.UI_PORT, show_default=True,
+              help="Airflow UI port (not blink serve's 8080)")
+def airflow_ui(host: str, port: int) -> None:
+    """Airflow 3 (API server + UI, scheduler, DAG processor, triggerer) with Blink's AIRFLOW_HOME
+    and DAG folder, on 127.0.0.1:8088. Prints the admin login; unpauses recs_hourly, so the
+    scheduler runs it every hour while this runs. Component logs: var/logs/airflow-ui/."""
+    import threading
 
     cfg = _cfg()
+    if _port_in_use(host, port):
+        raise click.ClickException(f"port {port} is in use on {host}: choose --port")
     redis_server.ensure(cfg)
-    raise SystemExit(subprocess.call([airflow_env.airflow_bin(), "standalone"], env=airflow_env.environment(cfg)))
+    user, password = airflow_env.admin_login(cfg)
+    env = airflow_env.environment(cfg) | airflow_env.ui_environment(cfg, host, port)
+    with console.status("preparing the Airflow metadata DB (var/airflow)..."):
+        airflow_env.migrate(cfg)
+    fixed = airflow_env.fix_test_run_durations(cfg)
+    logs = cfg.layout.logs / "airflow-ui"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for name, args in airflow_env.component_commands(host, port).items():
+        with open(logs / f"{name}.log", "ab") as out:
+            procs[name] = subprocess.Popen([airflow_env.airflow_bin(), *args], env=env, stdout=out,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop_all(*_: object) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def unpause() -> None:
+        ok = airflow_env.unpause(cfg)
+        console.print("recs_hourly [green]unpaused[/]: the scheduler runs it every hour while Airflow runs"
+                      if ok else "[yellow]recs_hourly was not registered within 5 min; unpause it in the UI[/]")
+
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the components as Ctrl-C does
+    code = 0
+    try:
+        with console.status(f"starting Airflow on http://{host}:{port} ..."):
+            deadline = time.monotonic() + 180
+            while not _port_in_use(host, port) and time.monotonic() < deadline:
+                if any(p.poll() is not None for p in procs.values()):
+                    break
+                time.sleep(0.5)
+        console.rule("[bold]Airflow")
+        console.print(f"  UI:     http://{host}:{port}")
+        console.print(f"  login:  user [bold]{user}[/]  password [bold]{password}[/]")
+        console.print(f"          (kept in {airflow_env.passwords_file(cfg)}, readable by you only)")
+        console.print(f"  logs:   {logs}/<component>.log; task logs in {cfg.layout.logs / 'airflow'}")
+        if fixed:
+            console.print(f"  {fixed} run(s) made by `blink run-dag` now show their real duration")
+        console.print("  Ctrl-C stops Airflow")
+        console.rule()
+        threading.Thread(target=unpause, daemon=True).start()
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(1)
+        dead = [name for name, p in procs.items() if p.poll() is not None]
+        console.print(f"[red]Airflow {', '.join(dead)} stopped; see {logs}[/]")
+        code = 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_all()
+    raise SystemExit(code)
 
 
 def _register_groups() -> None:
@@ -418,6 +581,9 @@ _register_groups()
 
 
 def main() -> None:
+    # Everything Blink writes (dead letters, landing files, the lake, logs, Redis' AOF) is
+    # owner-only; the processes it starts (gunicorn, redis-server, Airflow tasks) inherit this.
+    os.umask(0o077)
     try:
         cli()
     except BlinkError as exc:
