@@ -159,7 +159,6 @@ def _which_dag(cfg: config_mod.Config, logical_date: str) -> str:
 def run_dag(logical_date: str | None, which: str) -> None:
     """One run of recs_daily or recs_hourly through `airflow dags test`, with progress per task."""
     from jobs.tasks import GRAPHS
-    from tools import airflow_env
 
     cfg = _cfg()
     redis_server.ensure(cfg)
@@ -199,6 +198,7 @@ def run_dag(logical_date: str | None, which: str) -> None:
         raise click.ClickException(f"{dag_id} ended with state={state}, {len(done)} of {len(task_names)} tasks "
                                    f"done (exit {code}); "
                                    f"the previously published version keeps serving. Full log: {log_path}")
+    airflow_env.fix_test_run_durations(cfg)  # the UI shows the run's real duration, not since its date
     console.print(f"[green]{dag_id} finished[/] in {time.perf_counter() - started:.0f}s; log: {log_path}")
 
 

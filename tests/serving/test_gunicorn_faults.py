@@ -169,8 +169,6 @@ def live_while_slow_clients_hold_connections(tmp_path: Path, redis_url: str, *ex
         stop(server)
 
 
-@pytest.mark.xfail(strict=True, reason="conf/gunicorn.conf.py uses sync workers: each slow client holds a whole "
-                   "worker while it reads the request; fix in the gunicorn config (see the gthread test below)")
 def test_http_slow_clients_do_not_starve_health_live_with_the_shipped_config(tmp_path: Path,
                                                                               redis_up: RedisServer) -> None:
     publish(tmp_path, redis_up)

@@ -163,15 +163,17 @@ def test_ingest_rerun_is_idempotent(published: dict[str, Any], cfg: config.Confi
     assert DeadLetterQueue(cfg.layout.dlq).count("event") == BAD_RECORDS
 
 
-def test_registry_refuses_a_version_without_manifest(published: dict[str, Any], cfg: config.Config) -> None:
+def test_registry_refuses_a_version_without_manifest_and_serves_the_newest_good_one(
+        published: dict[str, Any], cfg: config.Config) -> None:
     store = MemoryStore()
     store.current = "20990101T0000-broken"
     (cfg.layout.version(store.current)).mkdir(parents=True)
     registry = Registry(store, cfg.layout.artifacts, SourceSizes.from_config(cfg))
-    assert registry.refresh() is False and registry.pipeline is None
-    assert "no manifest" in (registry.last_error or "")
+    # The store names a version that cannot load: the newest good version on disk serves instead.
+    assert registry.refresh() is True and registry.source == "disk"
+    assert registry.version == published["version"] and "no manifest" in (registry.last_error or "")
     store.current = published["version"]
-    assert registry.refresh() is True and registry.version == published["version"]
+    assert registry.refresh() is False and registry.source == "store"
 
 
 @pytest.fixture(scope="module")
