@@ -11,6 +11,11 @@ from blink.config import load as _load
 _cfg = _load()
 _cfg.var.mkdir(parents=True, exist_ok=True)
 
+# prometheus-client multiprocess mode (serving/metrics.py): every worker writes its samples
+# here, /metrics aggregates them. Set before any worker imports prometheus_client.
+_metrics_dir = _cfg.var / "prometheus"
+_os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
 bind = f"{_cfg.serving.host}:{_cfg.serving.port}"
 workers = _cfg.serving.workers
 # gthread, not sync: a sync worker is held by one client for as long as that client takes to
@@ -43,3 +48,14 @@ def on_starting(server: object) -> None:
     """Files the server writes (dead letters, logs) are owner-only. --daemon resets the umask to
     022 after forking, so it is set here, in the master, before any worker is forked."""
     _os.umask(0o077)
+    # Samples of a previous server's workers would be summed into this one's.
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in _metrics_dir.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker's live gauges leave the aggregate with it (its counters and histograms stay)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import redis
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
@@ -23,6 +23,7 @@ from blink.keys import Keys
 from blink.session_store import RedisSessions
 from blink.store import RecStore, RedisStore
 from contracts.dlq import DeadLetterQueue
+from serving import metrics
 from serving.body import parse_json, read_limited
 from serving.breaker import Breaker
 from serving.event_log import EventLog
@@ -126,8 +127,10 @@ def _utf8_url() -> None:
 @api.get("/v1/recommendations/<path:user_id>")
 def recommendations(user_id: str) -> Any:
     k = _int_arg("k")
-    answer = _ext("router").recommend(user_id, k=k, device=request.args.get("device"),
-                                      session_id=request.args.get("session_id"))
+    router: Router = _ext("router")
+    answer = router.recommend(user_id, k=k, device=request.args.get("device"),
+                              session_id=request.args.get("session_id"))
+    metrics.observe(answer, router.history_size(user_id))
     return jsonify(answer.to_dict())
 
 
@@ -164,9 +167,21 @@ def post_events() -> Any:
         raise NotReady("this server has no event stream configured")
     started = time.perf_counter()
     result = events.accept(records)  # NotReady (503) when the stream is unreachable: nothing was taken
+    for outcome, n in (("accepted", result.accepted), ("duplicate", result.duplicates),
+                       ("dead_lettered", result.rejected)):
+        metrics.EVENTS.labels(outcome).inc(n)
     # 202: all taken (duplicates are accepted once); 400: per-record errors, valid ones kept.
     body = result.to_dict() | {"path": "events", "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
     return jsonify(body), 202 if result.rejected == 0 else 400
+
+
+@api.get("/metrics")
+def prometheus() -> Any:
+    """Prometheus text exposition of every worker (see serving/metrics.py)."""
+    pipe = _ext("router").registry.pipeline
+    metrics.served(pipe.model.version if pipe else None, pipe.model.as_of_ms if pipe else None)
+    body, content_type = metrics.exposition()
+    return Response(body, mimetype=None, content_type=content_type)
 
 
 @api.get("/health/live")

@@ -28,6 +28,7 @@ import pybreaker
 import redis
 
 from blink.errors import DeadlineExceeded
+from serving import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,6 +85,8 @@ class _Transitions(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
         old = old_state.name if old_state is not None else "none"
         self.counts[f"{old}->{new_state.name}"] += 1
+        metrics.BREAKER_TRANSITIONS.labels(cb.name, new_state.name).inc()
+        metrics.BREAKER_OPEN.labels(cb.name).set(1 if new_state.name == "open" else 0)
         level = logging.WARNING if new_state.name == "open" else logging.INFO
         log.log(level, "breaker %s: %s -> %s (after %d failures in a row)", cb.name, old, new_state.name,
                 cb.fail_counter)

@@ -29,6 +29,7 @@ from blink.errors import SetupError
 from blink.model import Model
 from blink.pipeline import Pipeline
 from blink.store import RecStore, Scored
+from serving import metrics
 
 log = logging.getLogger(__name__)
 MAX_DISK_CANDIDATES = 5  # newest version directories tried, so a bad disk cannot stall a start
@@ -132,7 +133,9 @@ class Registry:
             self._failed[version] = (manifest.stat().st_mtime, problem)
             log.exception("model version %s failed to load", version)
             return problem
+        previous = self.pipeline.model.version if self.pipeline is not None else None
         self.pipeline = pipeline  # the atomic swap
+        metrics.served(version, pipeline.model.as_of_ms, previous)
         self.source, self.last_error, self.trending = source, None, None
         log.info("serving model version %s (from %s)", version, source)
         return None

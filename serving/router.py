@@ -30,6 +30,7 @@ from blink.pipeline import Scored
 from blink.session_store import SessionState
 from blink.store import RecStore
 from contracts.ids import id_problem
+from serving import metrics
 from serving.breaker import Breaker, Deadline, HardDeadline
 from serving.registry import Registry
 
@@ -137,6 +138,12 @@ class Router:
         stages.update(model_stages)
         return Answer(user_id, _items(items or []), "session" if live else "tail", version, stages_ms=stages)
 
+    def history_size(self, user_id: str) -> int:
+        """How many items the user consumed before the served version's cut-off (0: unknown)."""
+        pipe = self.registry.pipeline
+        pos = pipe.model.user_index.get(user_id) if pipe is not None else None
+        return 0 if pipe is None or pos is None else len(pipe.model.history[pos])
+
     def _session(self, session_id: str | None) -> SessionState | None:
         if not session_id or self.sessions is None:
             return None
@@ -192,6 +199,7 @@ def _log_store_failure(what: str, exc: Exception) -> None:
     if Breaker.is_open(exc):
         log.debug("%s skipped: the redis breaker is open", what)
     else:
+        metrics.REDIS_ERRORS.inc()
         log.warning("%s failed: %s", what, exc)
 
 

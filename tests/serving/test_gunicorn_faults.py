@@ -211,3 +211,26 @@ def test_http_hostile_input_gets_clear_4xx_never_a_500(tmp_path: Path, redis_up:
         assert r.status_code == 202 and r.json()["dropped_fields"][0]["fields"] == ["colour"]
     finally:
         stop(server)
+
+
+def test_http_metrics_aggregate_every_worker(tmp_path: Path, redis_up: RedisServer) -> None:
+    """prometheus-client multiprocess mode: /metrics, answered by one worker, counts the
+    requests both workers served."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    publish(tmp_path, redis_up)
+    server = start_gunicorn(tmp_path, redis_up.url)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda n: requests.get(f"{server.base}/v1/recommendations/u{n % 7}",
+                                                            timeout=5).status_code, range(60)))
+        assert statuses == [200] * 60
+        text = requests.get(f"{server.base}/metrics", timeout=5).text
+    finally:
+        stop(server)
+    values = [(s.name, s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples]
+    assert sum(v for n, _, v in values if n == "blink_request_seconds_count") == 60
+    assert any(n == "blink_model_version_info" and v == 1 for n, _, v in values)
+    # multiprocess mode is on: each worker wrote its own sample files, the answer summed them
+    files = list((tmp_path / "var" / "prometheus").glob("*.db"))
+    assert len({f.stem.rsplit("_", 1)[-1] for f in files}) >= 2
