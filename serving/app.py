@@ -34,7 +34,8 @@ from serving.session_updater import SessionUpdater
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
-MAX_BODY_BYTES = 1 << 20  # POST /v1/events, chunked or not
+MAX_BODY_BYTES = 1 << 20  # POST bodies, chunked or not
+MAX_BATCH_USERS = 100  # users per POST /v1/recommendations: each is a full answer under its own deadline
 
 
 def create_app(cfg: Config | None = None, store: RecStore | None = None, start_reload: bool = True) -> Flask:
@@ -132,6 +133,31 @@ def recommendations(user_id: str) -> Any:
                               session_id=request.args.get("session_id"))
     metrics.observe(answer, router.history_size(user_id))
     return jsonify(answer.to_dict())
+
+
+@api.post("/v1/recommendations")
+def recommendations_batch() -> Any:
+    """Many users in one request (emails, notifications): each answered as GET would answer it."""
+    body = parse_json(read_limited(request, MAX_BODY_BYTES), '{"user_ids": [...], "k": N}')
+    users = body.get("user_ids") if isinstance(body, dict) else None
+    if not isinstance(users, list) or not 1 <= len(users) <= MAX_BATCH_USERS \
+            or not all(isinstance(u, str) for u in users):
+        raise BadRequest(f'send {{"user_ids": [1 to {MAX_BATCH_USERS} user id strings], "k": N}}')
+    k = body.get("k")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool)):
+        raise BadRequest(f"k must be an integer; got {k!r}")
+    router: Router = _ext("router")
+    results = []
+    for user_id in users:
+        answer = router.recommend(user_id, k=k)
+        metrics.observe(answer, router.history_size(user_id))
+        results.append(answer.to_dict())
+    return jsonify({"results": results})
+
+
+@api.get("/v1/trending")
+def trending() -> Any:
+    return jsonify(_ext("router").trending(k=_int_arg("k")))
 
 
 @api.get("/v1/items/<path:item_id>/similar")

@@ -138,6 +138,15 @@ class Router:
         stages.update(model_stages)
         return Answer(user_id, _items(items or []), "session" if live else "tail", version, stages_ms=stages)
 
+    def trending(self, k: int | None = None) -> dict[str, Any]:
+        """The served version's trending list ("Popular now"), the same one the fallback uses."""
+        k = self.check_k(k)
+        pipe = self.registry.pipeline
+        if pipe is not None:
+            return {"items": _items(pipe.trending(k)), "model_version": pipe.model.version, "path": "trending"}
+        shipped = self.registry.trending  # no version loads: the newest readable trending list
+        return {"items": _items(shipped[1][:k]) if shipped else [], "model_version": None, "path": "trending"}
+
     def history_size(self, user_id: str) -> int:
         """How many items the user consumed before the served version's cut-off (0: unknown)."""
         pipe = self.registry.pipeline

@@ -345,3 +345,34 @@ def test_ready_but_degraded_when_the_store_is_unreachable(tmp_path: Path) -> Non
 ])
 def test_http_errors_are_json(client: FlaskClient, method: str, url: str, status: int, name: str) -> None:
     assert error(client.open(url, method=method), status, name)
+
+
+def test_trending_is_the_fallback_list(client: FlaskClient) -> None:
+    r = client.get("/v1/trending?k=5")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["path"] == "trending" and body["model_version"] == "v1"
+    assert [i["item_id"] for i in body["items"]] == [f"i{j}" for j in range(5)]  # small_model's trending
+    fallback = client.get("/v1/recommendations/nobody?k=5").get_json()
+    assert [i["item_id"] for i in fallback["items"]] == [i["item_id"] for i in body["items"]]
+    assert client.get("/v1/trending?k=0").status_code == 400
+
+
+def test_batch_recommendations_answer_each_user_as_get_would(client: FlaskClient) -> None:
+    r = client.post("/v1/recommendations", json={"user_ids": ["u0", "u1", "nobody"], "k": 4})
+    assert r.status_code == 200
+    results = r.get_json()["results"]
+    assert [a["user_id"] for a in results] == ["u0", "u1", "nobody"]
+    for a in results:
+        single = client.get(f"/v1/recommendations/{a['user_id']}?k=4").get_json()
+        assert (a["path"], a["items"]) == (single["path"], single["items"])
+        assert set(a) == ANSWER_KEYS
+
+
+@pytest.mark.parametrize("body", [{"user_ids": []}, {"user_ids": "u0"}, {"user_ids": [1]},
+                                  {"user_ids": ["u0"] * 101}, {"user_ids": ["u0"], "k": "5"}, ["u0"]])
+def test_batch_recommendations_bad_body_is_400(client: FlaskClient, body: object) -> None:
+    r = client.post("/v1/recommendations", json=body)
+    assert r.status_code == 400
+    message = r.get_json()["message"]
+    assert "user_ids" in message or "k must" in message
