@@ -2,93 +2,226 @@
 
 Each row is checked against the contract now, so the user hears at once what was wrong;
 valid rows become a landing file the next DAG run ingests, invalid rows go to the
-dead-letter queue with their reason. Accounting: rows read = accepted + dead-lettered.
+dead-letter queue with their reason. Accounting: rows read = accepted + duplicates +
+dead-lettered.
+
+Per row, never per file: a row is read in the contract's types (``contracts.cells``: a CSV
+cell as its field's type; JSON lines with ``json.loads``, one line at a time, so no reader
+guesses a column's type and no timestamp turns into a date), and a row that cannot be read
+or breaks the contract is dead-lettered alone. ISO-8601 times with a zone are converted to
+epoch milliseconds (``contracts.validation.normalize``).
+
+Idempotent: the landing file is named by the file's content, and the file's dead letters
+are one DLQ batch named by its content too, replaced (not added) when the same file is
+ingested again; a changed version of the same file replaces the letters of the earlier one.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
-import math
-import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from blink.errors import BadRequest
-from contracts import intake
-from contracts.derived import table_checks
-from contracts.dlq import DeadLetterQueue
-from contracts.tables import KIND_OF, TABLES
-from contracts.validation import ID_FIELDS
+from blink.files import write_text
+from contracts import cells, intake
+from contracts.dlq import DeadLetterQueue, parse_payload, reason_keys
+from contracts.intake import Received
+from contracts.tables import KEYS, KIND_OF, TABLES
+from contracts.validation import Kind, timestamp_ms
+
+SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 
 
 @dataclass
 class FileReport:
+    """What ``accept_file`` did: rows = accepted + duplicates + dead_lettered."""
+
     path: str
     table: str
     rows: int
     accepted: int
     dead_lettered: int
-    reasons: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0  # the same key again in the file (events: first kept; items, users: last)
+    reasons: dict[str, int] = field(default_factory=dict)  # "field: rule" -> letters, as dlq stats
     landing_file: str | None = None
+    replaced_letters: int = 0  # letters of an earlier ingest of this file, replaced by these
 
 
-def read(path: Path) -> pd.DataFrame:
-    """Read by suffix; ids stay strings even when they look like numbers."""
-    ids = {c: "string" for c in sorted(ID_FIELDS)}
+@dataclass
+class FileRows:
+    """A file's rows, read in the contract's types of ``table``."""
+
+    table: str
+    rows: list[Received]
+
+
+def read(path: Path, table: str | None = None) -> FileRows:
+    """Read by suffix, each row on its own; ``table`` defaults to what the columns tell."""
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
+        return _read_parquet(path, table)
     if path.suffix == ".csv":
-        return pd.read_csv(path, dtype=ids, keep_default_na=True)
+        return _read_csv(path, table)
     if path.suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=True, dtype=ids)
+        return _read_json_lines(path, table)
     raise BadRequest(f"{path.name}: unsupported file type {path.suffix!r}; use .parquet, .csv or .jsonl")
 
 
-def infer_table(frame: pd.DataFrame) -> str:
-    cols = set(frame.columns)
-    if "event_id" in cols or "event_type" in cols:
+def infer_table(columns: set[str]) -> str:
+    if "event_id" in columns or "event_type" in columns:
         return TABLES["event"]
-    if "item_id" in cols and "category" in cols:
+    if "item_id" in columns and "category" in columns:
         return TABLES["item"]
-    if "user_id" in cols:
+    if "user_id" in columns:
         return TABLES["user"]
-    raise BadRequest(f"cannot tell what the file holds from its columns {sorted(cols)}: events need "
+    raise BadRequest(f"cannot tell what the file holds from its columns {sorted(columns)}: events need "
                      "event_id, items need item_id and category, users need user_id (or pass --kind)")
 
 
-def _clean(value: Any, is_time: bool) -> Any:
-    """Missing is None; whole-number times read as floats (CSV with gaps) are ints again."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    if is_time and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if hasattr(value, "item"):  # numpy scalar -> Python
-        return value.item()
-    return value
+def _read_parquet(path: Path, table: str | None) -> FileRows:
+    import pyarrow.parquet as pq  # here: serving imports contracts and never reads Parquet
+
+    data = pq.read_table(path)
+    table = table or infer_table(set(data.column_names))
+    kind = KIND_OF[table]
+    # Parquet is typed by its writer; the payload of a rejected row is the row as JSON. A null
+    # is an omitted field, as the DAG's ingest reads Parquet (Spark's toJSON drops nulls).
+    return FileRows(table, [Received(cells.typed(kind, {k: v for k, v in row.items() if v is not None}))
+                            for row in data.to_pylist()])
+
+
+def _read_csv(path: Path, table: str | None) -> FileRows:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a BOM
+        lines = list(csv.reader(fh))
+    header = lines[0] if lines else []
+    table = table or infer_table(set(header))
+    kind = KIND_OF[table]
+    rows = []
+    for number, row in enumerate(lines[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue  # a blank line is not a row
+        raw = dict(zip(header, row, strict=False))
+        # The payload keeps the cells as text: a replay reads them as this reader does.
+        payload = json.dumps(raw if len(row) <= len(header) else {**raw, "": row[len(header):]})
+        if len(row) > len(header):
+            problem = f"row: more cells than the header has ({len(row)}, not {len(header)}), line {number}"
+            rows.append(Received(None, payload, problem))
+        else:
+            rows.append(Received(cells.from_text(kind, raw), payload))
+    return FileRows(table, rows)
+
+
+def _read_json_lines(path: Path, table: str | None) -> FileRows:
+    parsed: list[tuple[str, dict[str, Any] | None, str | None]] = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            record, problem = parse_payload(text)
+            parsed.append((text, record, None if problem is None else f"{problem} (line {number})"))
+    columns = {name for _, record, _ in parsed if record for name in record}
+    table = table or infer_table(columns)
+    kind = KIND_OF[table]
+    return FileRows(table, [Received(cells.typed(kind, record), text, problem) for text, record, problem in parsed])
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()[:16]
+
+
+def _batch_name(dlq: DeadLetterQueue, table: str, path: Path, content: str) -> tuple[str, list[str]]:
+    """The DLQ batch of this file's letters, and the batches it replaces.
+
+    Named ``file-<table>-<path hash>-<content hash>``: the same content (under any name) is
+    the same batch, replaced on a re-ingest; an earlier version of the same path is superseded.
+    """
+    where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    same_content = [n for n in dlq.batch_names(f"file-{table}-") if n.endswith(f"-{content}")]
+    name = same_content[0] if same_content else f"file-{table}-{where}-{content}"
+    earlier = [n for n in dlq.batch_names(f"file-{table}-{where}-") if n != name]
+    return name, same_content[1:] + earlier
+
+
+def _unique(records: list[Any], kind: Kind) -> list[Any]:
+    """One row per key: the first event of an id (as ingest keeps it), the last item or user."""
+    key = KEYS[kind]
+    if kind == "event":
+        seen: set[Any] = set()
+        out = []
+        for r in records:
+            if r[key] not in seen:
+                seen.add(r[key])
+                out.append(r)
+        return out
+    return list({r[key]: r for r in records}.values())
 
 
 def accept_file(path: Path, landing: Path, dlq: DeadLetterQueue, table: str | None = None) -> FileReport:
     """Check every row of ``path`` (a ``table``'s rows, default: told by the columns); land the
-    valid ones under ``landing/<table>/``, dead-letter the others."""
-    frame = read(path)
-    table = table or infer_table(frame)
-    kind = KIND_OF[table]
-    times = set(table_checks(kind).timestamps)
-    records = [{k: _clean(v, k in times) for k, v in raw.items()} for raw in frame.to_dict("records")]
-    checked = intake.split(records, kind, f"file:{path.name}", int(time.time() * 1000))
-    dlq.add(checked.letters)
-    good = checked.valid
-    reasons = Counter(r.problems[0].split(":")[0] for r in checked.rejected)  # by first field
-    report = FileReport(str(path), table, len(frame), len(good), len(checked.rejected), dict(reasons))
+    valid ones under ``landing/<table>/``, dead-letter the others (replacing the letters of an
+    earlier ingest of the same file)."""
+    read_rows = read(path, table)
+    table, kind = read_rows.table, KIND_OF[read_rows.table]
+    checked = intake.split_received(read_rows.rows, kind, f"file:{path.name}")
+    content = _digest(path)
+    batch, superseded = _batch_name(dlq, table, path, content)
+    replaced = sum(dlq.count_batch(name) for name in [batch, *superseded])
+    dlq.add_batch_file(batch, checked.letters, supersedes=superseded)
+    reasons: Counter[str] = Counter()
+    for letter in checked.letters:
+        reasons.update(reason_keys(letter.reason))
+    good = _unique(checked.valid, kind)
+    report = FileReport(str(path), table, len(read_rows.rows), len(good), len(checked.rejected),
+                        duplicates=len(checked.valid) - len(good), reasons=dict(reasons.most_common()),
+                        replaced_letters=replaced)
     if good:
-        digest = hashlib.sha1(path.read_bytes()).hexdigest()[:8]
-        target = landing / table / f"file-{path.stem}-{digest}.jsonl"
+        target = landing / table / f"file-{path.stem}-{content}.jsonl"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("".join(json.dumps(r, default=str) + "\n" for r in good))
+        write_text(target, "".join(json.dumps(r, default=str) + "\n" for r in good))
         report.landing_file = str(target)
     return report
+
+
+# --- what the landing folder holds ------------------------------------------------------------
+
+
+def timestamps(path: Path, kind: Kind = "event") -> Iterator[Any]:
+    """Every ``timestamp`` value of a landing file, as the contract would read it (ISO-8601
+    converted), without validating the rows: for finding the newest event quickly."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+        if "timestamp" not in schema.names:
+            return
+        column = pq.read_table(path, columns=["timestamp"]).column("timestamp")
+        for value in column.to_pylist():
+            yield timestamp_ms(value)
+        return
+    for row in read(path, TABLES[kind]).rows:
+        if isinstance(row.record, dict):
+            yield timestamp_ms(row.record.get("timestamp"))
+
+
+def newest_timestamp(folder: Path, plausible: range) -> int | None:
+    """The newest plausible event time (epoch ms within ``plausible``) in any landing file of
+    ``folder``, whatever its format; None when there is none."""
+    newest: int | None = None
+    for path in sorted(folder.glob("*")):
+        if path.suffix not in SUFFIXES or path.name.startswith("."):
+            continue
+        for value in timestamps(path):
+            if type(value) is int and value in plausible and (newest is None or value > newest):
+                newest = value
+    return newest
+

@@ -56,25 +56,19 @@ def generate(size: str | None, seed: int | None, bad: int) -> None:
 
 
 def _default_logical_date(cfg: config_mod.Config) -> str:
-    """The hour just after the newest event in the landing files (real datasets are old)."""
-    from contracts.landing import read
+    """The hour just after the newest event in the landing files, whatever their format
+    (Parquet, CSV, JSON lines; ISO-8601 times read as the contract reads them): real datasets
+    are old. Values the contract would reject as a wrong unit or a bad clock are ignored."""
+    from contracts.landing import newest_timestamp
+    from contracts.validation import MAX_SKEW_MS, MIN_TIMESTAMP_MS
 
-    newest = 0
-    for path in sorted((cfg.layout.landing / "events").glob("*")):
-        if path.suffix in (".parquet", ".jsonl", ".csv"):
-            ts = pd_numeric(read(path)["timestamp"])
-            # ignore values that are not plausible epoch milliseconds (they will be dead-lettered)
-            newest = max(newest, int(ts[ts < 10**13].max()) if (ts < 10**13).any() else 0)
-    if not newest:
-        raise BlinkError("no events in var/landing/events: run `blink generate` (or `blink import`) first")
+    plausible = range(MIN_TIMESTAMP_MS, int(time.time() * 1000) + MAX_SKEW_MS + 1)
+    newest = newest_timestamp(cfg.layout.landing / "events", plausible)
+    if newest is None:
+        raise BlinkError(f"no events in {cfg.layout.landing / 'events'}: run `blink ingest FILE`, "
+                         "`blink generate` or `blink import` first (or pass --date)")
     hour = math.ceil(newest / 3_600_000) * 3_600_000
     return datetime.fromtimestamp(hour / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def pd_numeric(column: Any) -> Any:
-    import pandas as pd
-
-    return pd.to_numeric(column, errors="coerce").dropna()
 
 
 @cli.command()
@@ -89,9 +83,14 @@ def ingest(path: Path, kind: str | None) -> None:
     cfg = _cfg()
     report = accept_file(path, cfg.layout.landing, DeadLetterQueue(cfg.layout.dlq), kind)
     console.print(f"{report.table}: {report.rows:,} rows = {report.accepted:,} accepted + "
-                  f"{report.dead_lettered:,} dead-lettered {report.reasons or ''}")
+                  f"{report.duplicates:,} duplicates + {report.dead_lettered:,} dead-lettered", highlight=False)
+    for reason, count in report.reasons.items():
+        console.print(f"  dead-lettered {count:,}: {reason}", markup=False, highlight=False)
+    if report.replaced_letters:
+        console.print(f"this file was ingested before: its {report.replaced_letters:,} earlier dead letters "
+                      "were replaced by these, not added", highlight=False)
     if report.landing_file:
-        console.print(f"landed as {report.landing_file}; the next `blink run-dag` ingests it")
+        console.print(f"landed as {report.landing_file}; the next `blink run-dag` ingests it", highlight=False)
     if report.dead_lettered:
         console.print("see why with `blink dlq list`; fix and `blink dlq replay`")
 
