@@ -90,7 +90,8 @@ def _read_parquet(path: Path, table: str | None) -> FileRows:
     table = table or infer_table(set(data.column_names))
     kind = KIND_OF[table]
     # Parquet is typed by its writer; the payload of a rejected row is the row as JSON. A null
-    # is an omitted field, as the DAG's ingest reads Parquet (Spark's toJSON drops nulls).
+    # is an omitted field: a column cannot leave a row's field out, so a nullable field reads
+    # as null and a defaulted one (an event's context) as its default.
     return FileRows(table, [Received(cells.typed(kind, {k: v for k, v in row.items() if v is not None}))
                             for row in data.to_pylist()])
 
