@@ -22,7 +22,6 @@ import csv
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,33 +195,36 @@ def accept_file(path: Path, landing: Path, dlq: DeadLetterQueue, table: str | No
 # --- what the landing folder holds ------------------------------------------------------------
 
 
-def timestamps(path: Path, kind: Kind = "event") -> Iterator[Any]:
-    """Every ``timestamp`` value of a landing file, as the contract would read it (ISO-8601
-    converted), without validating the rows: for finding the newest event quickly."""
+def event_times(path: Path) -> list[int]:
+    """Every event time of a landing file that reads as epoch milliseconds (ISO-8601 converted
+    as the contract converts it), unvalidated: for finding the data's span quickly."""
     if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        schema = pq.read_schema(path)
-        if "timestamp" not in schema.names:
-            return
-        column = pq.read_table(path, columns=["timestamp"]).column("timestamp")
-        for value in column.to_pylist():
-            yield timestamp_ms(value)
-        return
-    for row in read(path, TABLES[kind]).rows:
-        if isinstance(row.record, dict):
-            yield timestamp_ms(row.record.get("timestamp"))
+        if "timestamp" not in pq.read_schema(path).names:
+            return []
+        column = pc.drop_null(pq.read_table(path, columns=["timestamp"]).column("timestamp"))
+        if column.type.equals(pa.int64()):
+            return column.to_pylist()  # the usual case: no per-value conversion
+        values: list[Any] = column.to_pylist()
+    else:
+        values = [row.record.get("timestamp") for row in read(path, TABLES["event"]).rows
+                  if isinstance(row.record, dict)]
+    return [v for v in map(timestamp_ms, values) if type(v) is int]
+
+
+def folder_event_times(folder: Path, plausible: range) -> list[int]:
+    """The plausible event times (epoch ms within ``plausible``) of every landing file in
+    ``folder``, whatever its format."""
+    out: list[int] = []
+    for path in sorted(folder.glob("*")):
+        if path.suffix in SUFFIXES and not path.name.startswith("."):
+            out += [v for v in event_times(path) if v in plausible]
+    return out
 
 
 def newest_timestamp(folder: Path, plausible: range) -> int | None:
-    """The newest plausible event time (epoch ms within ``plausible``) in any landing file of
-    ``folder``, whatever its format; None when there is none."""
-    newest: int | None = None
-    for path in sorted(folder.glob("*")):
-        if path.suffix not in SUFFIXES or path.name.startswith("."):
-            continue
-        for value in timestamps(path):
-            if type(value) is int and value in plausible and (newest is None or value > newest):
-                newest = value
-    return newest
-
+    """The newest plausible event time in any landing file of ``folder``; None when none."""
+    return max(folder_event_times(folder, plausible), default=None)

@@ -71,6 +71,34 @@ def _default_logical_date(cfg: config_mod.Config) -> str:
     return datetime.fromtimestamp(hour / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
+def _check_split(cfg: config_mod.Config, logical_date: str) -> None:
+    """Stop before Airflow starts when the split windows leave the run nothing to train on
+    (the embeddings task would fail minutes later), naming the windows to shrink and to what."""
+    import numpy as np
+    import pyarrow.dataset as ds
+
+    from contracts.landing import folder_event_times
+    from contracts.validation import MAX_SKEW_MS, MIN_TIMESTAMP_MS
+    from tools import split_advice
+
+    try:
+        when = datetime.fromisoformat(logical_date)
+    except ValueError as exc:
+        raise click.BadParameter(f"{logical_date!r} is not an ISO date ({exc}); e.g. 2026-03-01T12:00:00+00:00",
+                                 param_hint="--date") from None
+    as_of = int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)  # Airflow: naive = UTC
+    plausible = range(MIN_TIMESTAMP_MS, int(time.time() * 1000) + MAX_SKEW_MS + 1)
+    times = folder_event_times(cfg.layout.landing / "events", plausible)
+    lake = cfg.layout.table("events")
+    if lake.exists() and any(lake.glob("date=*")):
+        times += ds.dataset(lake, format="parquet", partitioning="hive").to_table(columns=["timestamp"]) \
+            .column("timestamp").drop_null().to_pylist()
+    problem = split_advice.check(np.asarray(times, dtype=np.int64), as_of, cfg.split.test_hours,
+                                 cfg.split.label_hours)
+    if problem:
+        raise click.ClickException(f"{problem} (BLINK_ENV={cfg.env})")
+
+
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(sorted(KIND_OF)), default=None,
@@ -110,7 +138,12 @@ def _import(fn_name: str, path: Path) -> None:
                   f"{report.items:,} items, {report.users:,} users")
     for reason, count in sorted(report.skipped.items(), key=lambda kv: -kv[1]):
         console.print(f"  skipped {count:,}: {reason}")
-    console.print("next: `blink run-dag` (its date defaults to the hour after the newest event)")
+    prefix = ""
+    if report.advice is not None:
+        console.print(str(report.advice), highlight=False, markup=False)
+        prefix = f"{report.advice.prefix} "
+    console.print(f"next: `{prefix}blink run-dag` (its date defaults to the hour after the newest event)",
+                  highlight=False, markup=False)
 
 
 @import_.command("online-retail")
@@ -135,8 +168,9 @@ def run_dag(logical_date: str | None) -> None:
     from tools import airflow_env
 
     cfg = _cfg()
-    redis_server.ensure(cfg)
     logical_date = logical_date or _default_logical_date(cfg)
+    _check_split(cfg, logical_date)
+    redis_server.ensure(cfg)
     logs = cfg.layout.logs
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"dag-{int(time.time())}.log"
