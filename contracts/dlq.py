@@ -172,6 +172,16 @@ class DeadLetterQueue:
         files = self.directory.glob(f"*/batch-{prefix}*.jsonl") if self.directory.is_dir() else []
         return sorted({p.name[len("batch-"):-len(".jsonl")] for p in files})
 
+    def batch_entries(self, name: str) -> Iterator[DeadLetter]:
+        """The letters of batch ``name`` (all kinds), e.g. ingest's ``events-<interval>``."""
+        if not _SAFE_NAME.fullmatch(name):
+            raise ValueError(f"batch name {name!r} must match {_SAFE_NAME.pattern}")
+        for path in sorted(self.directory.glob(f"*/batch-{name}.jsonl")):
+            for raw in _read_lines(path):
+                letter = _letter_or_none(raw)
+                if letter is not None:
+                    yield letter
+
     def count_batch(self, name: str) -> int:
         """How many letters batch ``name`` holds (all kinds)."""
         return sum(sum(1 for line in _read_lines(p) if line.endswith(b"\n"))

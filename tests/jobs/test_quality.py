@@ -67,14 +67,25 @@ def test_mostly_anonymous_sessions_pass_the_quality_gate(cfg: config.Config, tmp
 
     events = sessions(anonymous_share)
     land(cfg, tmp_path, events)
+    # A producer's raw landing file, not checked by `blink ingest`: the run's ingest rejects
+    # two of its lines, and the run's report shows them.
+    raw = cfg.layout.landing / "events" / "producer.jsonl"
+    raw.write_text(json.dumps({**events[0], "event_id": "late", "timestamp": "2026-09-21T10:00:00+00:00"}) + "\n"
+                   + json.dumps({**events[0], "event_id": "secs", "timestamp": AS_OF // 1000}) + "\n{oops\n")
     interval = Interval(cfg, f"manual__{anonymous_share}", AS_OF)
     report = ingest.run(cfg, interval)
-    assert report["events"]["accepted"] == len(events) and report["events"]["dead_lettered"] == 0
+    assert report["events"]["accepted"] == len(events) + 1 and report["events"]["dead_lettered"] == 2
 
     summary = quality.run(cfg, interval)  # raises DataQualityError on a failed expectation
 
-    assert summary["events"]["success"] and summary["events"]["rows"] == len(events)
+    assert summary["events"]["success"] and summary["events"]["rows"] == len(events) + 1
     assert summary["items"]["success"]
     lake = quality.new_events(cfg, interval)
-    assert lake["user_id"].isna().mean() == pytest.approx(
-        sum("user_id" not in e for e in events) / len(events))
+    anonymous = sum("user_id" not in e for e in [*events, events[0]])  # "late" is a copy of events[0]
+    assert lake["user_id"].isna().mean() == pytest.approx(anonymous / (len(events) + 1))
+    assert lake.loc[lake["event_id"] == "late", "timestamp"].tolist() == [AS_OF - 4 * HOUR]  # ISO, converted
+
+    # The analysts' report: the run's dead letters by reason, offline.
+    assert summary["dead_lettered"] == {"event": {"timestamp: looks like seconds": 1, "not valid JSON": 1}}
+    index = (cfg.layout.data_docs / "index.html").read_text()
+    assert f"dead_letters/{interval.interval_id}.html" in index and "https://cdn" not in index
