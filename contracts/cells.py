@@ -103,3 +103,10 @@ def typed(kind: Kind, record: Any) -> Any:
         elif base == "map" and isinstance(value, list) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
             record[name] = dict(value)
     return record
+
+
+def csv_row(kind: Kind, record: dict[str, Any]) -> dict[str, Any]:
+    """A CSV row however it was parsed (all text, or with types a reader guessed per column,
+    nulls for empty cells, as Spark reads a CSV landing file) in the contract's types."""
+    present = {name: value for name, value in record.items() if value is not None}
+    return from_text(kind, typed(kind, present))

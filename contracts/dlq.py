@@ -318,7 +318,7 @@ def _as_read(kind: str, record: dict[str, Any], source: str) -> dict[str, Any]:
         return record
     contract = cast(Kind, kind)
     if source.endswith(".csv"):
-        record = cells.from_text(contract, record)
+        record = cells.csv_row(contract, record)
     return dict(normalize(contract, record))
 
 

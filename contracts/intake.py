@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts import cells
 from contracts.dlq import DeadLetter, parse_payload
 from contracts.validation import Kind, normalize, validate
 
@@ -85,11 +86,15 @@ def split_received(rows: Iterable[Received], kind: Kind, source: str, now_ms: in
 
 def split_lines(lines: Iterable[tuple[str, str]], kind: Kind, now_ms: int) -> Iterator[dict[str, Any] | DeadLetter]:
     """For each ``(source, JSON text)``: the record when it is valid, else its dead letter.
+    A row of a CSV file (``source`` ending in ``.csv``) is read cell by cell in the contract's
+    types (``contracts.cells``), as ``blink ingest`` reads it.
 
     A generator, so a Spark partition streams through it (``rdd.mapPartitions``).
     """
     for source, text in lines:
         record, problem = parse_payload(text)
+        if record is not None and source.endswith(".csv"):
+            record = cells.csv_row(kind, record)  # CSV cells are text whatever a reader guessed
         record = normalize(kind, record)
         problems = [str(problem)] if record is None else validate(kind, record, now_ms=now_ms)
         if record is not None and not problems:

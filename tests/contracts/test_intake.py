@@ -62,3 +62,16 @@ def test_split_received_keeps_the_text_and_rejects_an_unreadable_row_alone() -> 
     assert [(r.index, r.letter.payload) for r in out.rejected] == [(1, "{oops"), (2, "row 3 as read")]
     assert out.rejected[0].letter.reason == "not valid JSON (line 2)"
     assert "no time zone" in out.rejected[1].letter.reason
+
+
+def test_split_lines_reads_a_csv_row_cell_by_cell() -> None:
+    """Spark reads a CSV landing file guessing one type per column: a column mixing epoch ms
+    and ISO-8601 comes as text, ids as numbers, empty cells as null."""
+    row = {"event_id": 7, "user_id": None, "session_id": "s-1", "item_id": 12, "event_type": "view",
+           "timestamp": str(NOW - 5), "device": "mobile", "value": None, "context": None}
+    iso = {**row, "event_id": 8, "timestamp": "2023-11-14T22:13:19.000Z"}
+    out = list(split_lines([("landing:shop.csv", json.dumps(row)), ("landing:shop.csv", json.dumps(iso))],
+                           "event", NOW))
+    assert [(r["event_id"], r["item_id"], r["timestamp"]) for r in out] == [
+        ("7", "12", NOW - 5), ("8", "12", NOW - 1000)]
+    assert list(split_lines([("landing:shop.jsonl", json.dumps(row))], "event", NOW))[0].reason  # JSON: as typed

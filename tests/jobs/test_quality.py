@@ -72,18 +72,25 @@ def test_mostly_anonymous_sessions_pass_the_quality_gate(cfg: config.Config, tmp
     raw = cfg.layout.landing / "events" / "producer.jsonl"
     raw.write_text(json.dumps({**events[0], "event_id": "late", "timestamp": "2026-09-21T10:00:00+00:00"}) + "\n"
                    + json.dumps({**events[0], "event_id": "secs", "timestamp": AS_OF // 1000}) + "\n{oops\n")
+    # A raw CSV landing file whose timestamp column mixes epoch ms and ISO-8601 (Spark reads
+    # the column as text): both rows land.
+    (cfg.layout.landing / "events" / "shop.csv").write_text(
+        "event_id,user_id,session_id,item_id,event_type,timestamp,device\n"
+        f"csv-1,,sess-x,i1,view,{AS_OF - HOUR},tv\ncsv-2,7,sess-x,i2,view,2026-09-21T11:00:00Z,tv\n")
     interval = Interval(cfg, f"manual__{anonymous_share}", AS_OF)
     report = ingest.run(cfg, interval)
-    assert report["events"]["accepted"] == len(events) + 1 and report["events"]["dead_lettered"] == 2
+    assert report["events"]["accepted"] == len(events) + 3 and report["events"]["dead_lettered"] == 2
 
     summary = quality.run(cfg, interval)  # raises DataQualityError on a failed expectation
 
-    assert summary["events"]["success"] and summary["events"]["rows"] == len(events) + 1
+    assert summary["events"]["success"] and summary["events"]["rows"] == len(events) + 3
     assert summary["items"]["success"]
-    lake = quality.new_events(cfg, interval)
-    anonymous = sum("user_id" not in e for e in [*events, events[0]])  # "late" is a copy of events[0]
-    assert lake["user_id"].isna().mean() == pytest.approx(anonymous / (len(events) + 1))
-    assert lake.loc[lake["event_id"] == "late", "timestamp"].tolist() == [AS_OF - 4 * HOUR]  # ISO, converted
+    lake = quality.new_events(cfg, interval).set_index("event_id")
+    anonymous = sum("user_id" not in e for e in [*events, events[0]]) + 1  # "late" copies events[0]; csv-1
+    assert lake["user_id"].isna().mean() == pytest.approx(anonymous / (len(events) + 3))
+    assert lake.loc["late", "timestamp"] == AS_OF - 4 * HOUR  # ISO-8601, converted at the door
+    assert lake.loc[["csv-1", "csv-2"], "timestamp"].tolist() == [AS_OF - HOUR, AS_OF - 3 * HOUR]
+    assert lake.loc["csv-2", "user_id"] == "7"
 
     # The analysts' report: the run's dead letters by reason, offline.
     assert summary["dead_lettered"] == {"event": {"timestamp: looks like seconds": 1, "not valid JSON": 1}}
