@@ -62,12 +62,16 @@ class FileRows:
 
 def read(path: Path, table: str | None = None) -> FileRows:
     """Read by suffix, each row on its own; ``table`` defaults to what the columns tell."""
-    if path.suffix == ".parquet":
-        return _read_parquet(path, table)
-    if path.suffix == ".csv":
-        return _read_csv(path, table)
-    if path.suffix in (".jsonl", ".json"):
-        return _read_json_lines(path, table)
+    try:
+        if path.suffix == ".parquet":
+            return _read_parquet(path, table)
+        if path.suffix == ".csv":
+            return _read_csv(path, table)
+        if path.suffix in (".jsonl", ".json"):
+            return _read_json_lines(path, table)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "save it as UTF-8 and ingest it again") from None
     raise BadRequest(f"{path.name}: unsupported file type {path.suffix!r}; use .parquet, .csv or .jsonl")
 
 
@@ -85,7 +89,10 @@ def infer_table(columns: set[str]) -> str:
 def _read_parquet(path: Path, table: str | None) -> FileRows:
     import pyarrow.parquet as pq  # here: serving imports contracts and never reads Parquet
 
-    data = pq.read_table(path)
+    try:
+        data = pq.read_table(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise BadRequest(f"{path.name}: not a readable Parquet file ({exc})") from None
     table = table or infer_table(set(data.column_names))
     kind = KIND_OF[table]
     # Parquet is typed by its writer; the payload of a rejected row is the row as JSON. A null

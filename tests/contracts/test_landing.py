@@ -225,3 +225,14 @@ def test_default_run_date_after_blink_ingest_of_json_lines(tmp_path: Path, monke
                                   "device": "tv", "timestamp": 1464739200000}) + "\n")
     assert CliRunner().invoke(cli, ["ingest", str(source)]).exit_code == 0
     assert _default_logical_date(config.load()) == "2016-06-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(("name", "content", "says"), [
+    ("latin.csv", "event_id,timestamp\ncaf\xe9,1\n".encode("latin-1"), "not UTF-8 text"),
+    ("broken.parquet", b"PAR1 not really", "not a readable Parquet file"),
+])
+def test_an_unreadable_file_is_a_clear_error(tmp_path: Path, name: str, content: bytes, says: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(BadRequest, match=says):
+        accept_file(path, tmp_path / "landing", DeadLetterQueue(tmp_path / "dlq"))
