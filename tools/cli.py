@@ -113,7 +113,9 @@ def ingest(path: Path, kind: str | None) -> None:
     console.print(f"{report.table}: {report.rows:,} rows = {report.accepted:,} accepted + "
                   f"{report.duplicates:,} duplicates + {report.dead_lettered:,} dead-lettered", highlight=False)
     for reason, count in report.reasons.items():
-        console.print(f"  dead-lettered {count:,}: {reason}", markup=False, highlight=False)
+        console.print(f"  {count:,} × {reason}", markup=False, highlight=False)
+    if sum(report.reasons.values()) > report.dead_lettered:
+        console.print("  (a row with several problems counts under each, as in `blink dlq stats`)")
     if report.replaced_letters:
         console.print(f"this file was ingested before: its {report.replaced_letters:,} earlier dead letters "
                       "were replaced by these, not added", highlight=False)
