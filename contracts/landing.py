@@ -11,17 +11,20 @@ guesses a column's type and no timestamp turns into a date), and a row that cann
 or breaks the contract is dead-lettered alone. ISO-8601 times with a zone are converted to
 epoch milliseconds (``contracts.validation.normalize``).
 
-Idempotent: the landing file is named by the file's content, and the file's dead letters
-are one DLQ batch named by its content too, replaced (not added) when the same file is
-ingested again; a changed version of the same file replaces the letters of the earlier one.
+Idempotent: the landing file is named by the file's path and content, and the file's dead
+letters are one DLQ batch named by its content too, replaced (not added) when the same file is
+ingested again; a changed version of the same file replaces the letters of the earlier one and
+its landing file, if no run has taken it yet.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ class FileReport:
     reasons: dict[str, int] = field(default_factory=dict)  # "field: rule" -> letters, as dlq stats
     landing_file: str | None = None
     replaced_letters: int = 0  # letters of an earlier ingest of this file, replaced by these
+    replaced_landing: list[str] = field(default_factory=list)  # untaken landing files of earlier versions
 
 
 @dataclass
@@ -146,13 +150,18 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()[:16]
 
 
+def _where(path: Path) -> str:
+    """A short hash of the file's absolute path: which file this is, whatever it holds."""
+    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+
+
 def _batch_name(dlq: DeadLetterQueue, table: str, path: Path, content: str) -> tuple[str, list[str]]:
     """The DLQ batch of this file's letters, and the batches it replaces.
 
     Named ``file-<table>-<path hash>-<content hash>``: the same content (under any name) is
     the same batch, replaced on a re-ingest; an earlier version of the same path is superseded.
     """
-    where = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    where = _where(path)
     same_content = [n for n in dlq.batch_names(f"file-{table}-") if n.endswith(f"-{content}")]
     name = same_content[0] if same_content else f"file-{table}-{where}-{content}"
     earlier = [n for n in dlq.batch_names(f"file-{table}-{where}-") if n != name]
@@ -173,10 +182,16 @@ def _unique(records: list[Any], kind: Kind) -> list[Any]:
     return list({r[key]: r for r in records}.values())
 
 
-def accept_file(path: Path, landing: Path, dlq: DeadLetterQueue, table: str | None = None) -> FileReport:
+def accept_file(path: Path, landing: Path, dlq: DeadLetterQueue, table: str | None = None,
+                untaken: Callable[[Path], bool] | None = None) -> FileReport:
     """Check every row of ``path`` (a ``table``'s rows, default: told by the columns); land the
     valid ones under ``landing/<table>/``, dead-letter the others (replacing the letters of an
-    earlier ingest of the same file)."""
+    earlier ingest of the same file).
+
+    ``untaken(landing_file)`` says whether no DAG run has taken a landing file yet: the landing
+    files of earlier versions of this path that are still untaken are removed, so the next run
+    does not ingest two versions of the same rows (in no defined order). Without it they stay.
+    """
     read_rows = read(path, table)
     table, kind = read_rows.table, KIND_OF[read_rows.table]
     checked = intake.split_received(read_rows.rows, kind, f"file:{path.name}")
@@ -191,11 +206,17 @@ def accept_file(path: Path, landing: Path, dlq: DeadLetterQueue, table: str | No
     report = FileReport(str(path), table, len(read_rows.rows), len(good), len(checked.rejected),
                         duplicates=len(checked.valid) - len(good), reasons=dict(reasons.most_common()),
                         replaced_letters=replaced)
+    folder = landing / table
+    target = folder / f"file-{path.stem}-{_where(path)}-{content}.jsonl"
     if good:
-        target = landing / table / f"file-{path.stem}-{content}.jsonl"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         write_text(target, "".join(json.dumps(r, default=str) + "\n" for r in good))
         report.landing_file = str(target)
+    if untaken is not None:
+        for earlier in sorted(folder.glob(f"file-{glob.escape(path.stem)}-{_where(path)}-*.jsonl")):
+            if earlier != target and untaken(earlier):
+                earlier.unlink()
+                report.replaced_landing.append(str(earlier))
     return report
 
 

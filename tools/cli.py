@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,15 @@ def _check_split(cfg: config_mod.Config, logical_date: str) -> None:
         raise click.ClickException(f"{problem} (BLINK_ENV={cfg.env})")
 
 
+def _untaken(cfg: config_mod.Config) -> Callable[[Path], bool]:
+    """Whether no DAG run has taken a landing file yet (the ingest task's manifest)."""
+    from jobs.ingest import manifest_path
+
+    manifest = manifest_path(cfg.layout.lake)
+    taken = json.loads(manifest.read_text()) if manifest.exists() else {}
+    return lambda landing_file: f"{landing_file.parent.name}/{landing_file.name}" not in taken
+
+
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(sorted(KIND_OF)), default=None,
@@ -109,7 +119,8 @@ def ingest(path: Path, kind: str | None) -> None:
     from contracts.landing import accept_file
 
     cfg = _cfg()
-    report = accept_file(path, cfg.layout.landing, DeadLetterQueue(cfg.layout.dlq), kind)
+    report = accept_file(path, cfg.layout.landing, DeadLetterQueue(cfg.layout.dlq), kind,
+                         untaken=_untaken(cfg))
     console.print(f"{report.table}: {report.rows:,} rows = {report.accepted:,} accepted + "
                   f"{report.duplicates:,} duplicates + {report.dead_lettered:,} dead-lettered", highlight=False)
     for reason, count in report.reasons.items():
@@ -119,8 +130,12 @@ def ingest(path: Path, kind: str | None) -> None:
     if report.replaced_letters:
         console.print(f"this file was ingested before: its {report.replaced_letters:,} earlier dead letters "
                       "were replaced by these, not added", highlight=False)
+    for earlier in report.replaced_landing:
+        console.print(f"removed {earlier}: an earlier version of this file no run has ingested yet",
+                      highlight=False, soft_wrap=True)
     if report.landing_file:
-        console.print(f"landed as {report.landing_file}; the next `blink run-dag` ingests it", highlight=False)
+        console.print(f"landed as {report.landing_file}; the next `blink run-dag` ingests it", highlight=False,
+                      soft_wrap=True)
     if report.dead_lettered:
         console.print("see why with `blink dlq list`; fix and `blink dlq replay`")
 

@@ -181,9 +181,15 @@ def test_reingesting_a_file_replaces_its_dead_letters(tmp_path: Path) -> None:
     assert accept_file(copy, tmp_path / "landing", dlq).replaced_letters == 2 and dlq.count() == 2
     path.write_text(HEADER + f"r1,u,s,i,view,{NOW},mobile,,\n" + f"r2,u,s,i,view,{NOW},mobile,,\n"
                     + f"r3,u,s,i,clik,{NOW},mobile,,\n")  # the user fixed one row
-    fixed = accept_file(path, tmp_path / "landing", dlq)
+    fixed = accept_file(path, tmp_path / "landing", dlq, untaken=lambda landing_file: True)
     assert (fixed.accepted, fixed.dead_lettered, fixed.replaced_letters) == (2, 1, 2)
     assert [json.loads(x.payload)["event_id"] for x in dlq.entries()] == ["r3"]  # the old version's went
+    # The earlier version's landing file, which no run took yet, is replaced too.
+    assert fixed.replaced_landing == [first.landing_file]
+    assert sorted(p.name.split("-")[1] for p in (tmp_path / "landing" / "events").iterdir()) == ["copy", "twice"]
+    path.write_text(path.read_text() + f"r4,u,s,i,view,{NOW},mobile,,\n")  # a run took the last version
+    again = accept_file(path, tmp_path / "landing", dlq, untaken=lambda landing_file: False)
+    assert again.replaced_landing == [] and Path(str(fixed.landing_file)).exists()
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])

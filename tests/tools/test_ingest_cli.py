@@ -66,3 +66,7 @@ def test_ingest_mixed_timestamps_twice_then_dlq_stats_and_replay(tmp_path: Path)
     fixed = blink(var, "ingest", str(path))
     assert counts(fixed) == (9, 8, 1, 0)
     assert "the dead-letter queue is empty" in blink(var, "dlq", "stats")
+    # No run took the earlier version yet: its landing file goes, the next run sees one version.
+    assert f"removed {landed}: an earlier version of this file no run has ingested yet" in fixed
+    (now,) = (var / "landing" / "events").glob("file-shop-*.jsonl")
+    assert len(now.read_text().splitlines()) == 8
