@@ -24,7 +24,7 @@ import glob
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,13 @@ def _batch_name(dlq: DeadLetterQueue, table: str, path: Path, content: str) -> t
     return name, same_content[1:] + earlier
 
 
+def _reporting(rows: list[Received], progress: Callable[[int, int], None], every: int = 5000) -> Iterator[Received]:
+    for n, row in enumerate(rows, start=1):
+        yield row
+        if n % every == 0 or n == len(rows):
+            progress(n, len(rows))
+
+
 def _unique(records: list[Any], kind: Kind) -> list[Any]:
     """One row per key: the first event of an id (as ingest keeps it), the last item or user."""
     key = KEYS[kind]
@@ -183,7 +190,8 @@ def _unique(records: list[Any], kind: Kind) -> list[Any]:
 
 
 def accept_file(path: Path, landing: Path, dlq: DeadLetterQueue, table: str | None = None,
-                untaken: Callable[[Path], bool] | None = None) -> FileReport:
+                untaken: Callable[[Path], bool] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> FileReport:
     """Check every row of ``path`` (a ``table``'s rows, default: told by the columns); land the
     valid ones under ``landing/<table>/``, dead-letter the others (replacing the letters of an
     earlier ingest of the same file).
@@ -191,10 +199,12 @@ def accept_file(path: Path, landing: Path, dlq: DeadLetterQueue, table: str | No
     ``untaken(landing_file)`` says whether no DAG run has taken a landing file yet: the landing
     files of earlier versions of this path that are still untaken are removed, so the next run
     does not ingest two versions of the same rows (in no defined order). Without it they stay.
+    ``progress(done, total)`` is called as rows are checked (for a progress bar).
     """
     read_rows = read(path, table)
     table, kind = read_rows.table, KIND_OF[read_rows.table]
-    checked = intake.split_received(read_rows.rows, kind, f"file:{path.name}")
+    rows = read_rows.rows if progress is None else _reporting(read_rows.rows, progress)
+    checked = intake.split_received(rows, kind, f"file:{path.name}")
     content = _digest(path)
     batch, superseded = _batch_name(dlq, table, path, content)
     replaced = sum(dlq.count_batch(name) for name in [batch, *superseded])

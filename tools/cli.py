@@ -115,12 +115,17 @@ def _untaken(cfg: config_mod.Config) -> Callable[[Path], bool]:
               help="what the file holds (default: told by its columns)")
 def ingest(path: Path, kind: str | None) -> None:
     """Check your own Parquet/CSV/JSON-lines file against the contract and land it for the next run."""
+    from rich.progress import Progress
+
     from contracts.dlq import DeadLetterQueue
     from contracts.landing import accept_file
 
     cfg = _cfg()
-    report = accept_file(path, cfg.layout.landing, DeadLetterQueue(cfg.layout.dlq), kind,
-                         untaken=_untaken(cfg))
+    with Progress(console=console, transient=True) as bar:  # drawn only on a terminal
+        task = bar.add_task(f"checking {path.name}", total=None)
+        report = accept_file(path, cfg.layout.landing, DeadLetterQueue(cfg.layout.dlq), kind,
+                             untaken=_untaken(cfg), progress=lambda done, total: bar.update(task, completed=done,
+                                                                                            total=total))
     console.print(f"{report.table}: {report.rows:,} rows = {report.accepted:,} accepted + "
                   f"{report.duplicates:,} duplicates + {report.dead_lettered:,} dead-lettered", highlight=False)
     for reason, count in report.reasons.items():

@@ -242,3 +242,13 @@ def test_an_unreadable_file_is_a_clear_error(tmp_path: Path, name: str, content:
     path.write_bytes(content)
     with pytest.raises(BadRequest, match=says):
         accept_file(path, tmp_path / "landing", DeadLetterQueue(tmp_path / "dlq"))
+
+
+def test_progress_is_reported_while_rows_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "many.csv"
+    path.write_text(HEADER + "".join(f"m{n},u,s,i,view,{NOW + n},mobile,,\n" for n in range(12_000)))
+    seen: list[tuple[int, int]] = []
+    report = accept_file(path, tmp_path / "landing", DeadLetterQueue(tmp_path / "dlq"),
+                         progress=lambda done, total: seen.append((done, total)))
+    assert report.accepted == 12_000
+    assert seen == [(5000, 12_000), (10_000, 12_000), (12_000, 12_000)]
