@@ -10,6 +10,9 @@ concurrently without interleaving lines, and are fsynced before ``add`` returns.
 let an idempotent job (Spark ingest, one file per interval) re-run without duplicating.
 Each letter keeps the original payload, so ``replay`` can re-validate it after a fix and
 rewrite the files it came from without the replayed lines (atomically, ``replace_file``).
+Replay reads a payload as the door does today: a CSV row's cells (all text) in the
+contract's types, ISO-8601 times as epoch milliseconds, so rows a stricter reader rejected
+come back.
 
 Appenders hold a shared lock on ``<dir>/.lock``; ``add_batch_file`` and ``replay`` hold it
 exclusively, so a rewrite never drops a line appended while it was reading the file.
@@ -28,9 +31,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from blink.files import fsync_dir, replace_file
+from contracts import cells
+from contracts.validation import KINDS, Kind, normalize
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +144,15 @@ class DeadLetterQueue:
             if created:
                 fsync_dir(path.parent)  # make the new file's directory entry durable too
 
-    def add_batch_file(self, name: str, letters: Iterable[DeadLetter]) -> int:
+    def add_batch_file(self, name: str, letters: Iterable[DeadLetter], supersedes: Iterable[str] = ()) -> int:
         """Write the letters of batch ``name`` as ``<kind>/batch-<name>.jsonl``, replacing any
-        earlier run of the same batch (also when this run has no letters of a kind). Atomic per
-        file: readers see the old or the new batch, never half of one. Returns count."""
-        if not _SAFE_NAME.fullmatch(name):
-            raise ValueError(f"batch name {name!r} must match {_SAFE_NAME.pattern}")
+        earlier run of the same batch (also when this run has no letters of a kind), and
+        removing the batches named in ``supersedes`` (e.g. an earlier version of a file). Atomic
+        per file: readers see the old or the new batch, never half of one. Returns count."""
+        names = [name, *supersedes]
+        for n in names:
+            if not _SAFE_NAME.fullmatch(n):
+                raise ValueError(f"batch name {n!r} must match {_SAFE_NAME.pattern}")
         groups: dict[str, list[bytes]] = defaultdict(list)
         for letter in letters:
             groups[letter.kind].append(letter.to_line())
@@ -152,11 +160,32 @@ class DeadLetterQueue:
         with self._lock(exclusive=True):
             for kind, lines in groups.items():
                 replace_file(self._kind_dir(kind) / filename, lines)
-            for stale in self.directory.glob(f"*/{filename}"):
-                if stale.parent.name not in groups:
-                    stale.unlink()  # the re-run found nothing of this kind: drop the old letters
-                    fsync_dir(stale.parent)
+            for n in names:
+                for stale in self.directory.glob(f"*/batch-{n}.jsonl"):
+                    if n != name or stale.parent.name not in groups:
+                        stale.unlink()  # nothing of this kind now, or superseded: drop the old letters
+                        fsync_dir(stale.parent)
         return sum(len(lines) for lines in groups.values())
+
+    def batch_names(self, prefix: str = "") -> list[str]:
+        """Names of the batches (any kind) starting with ``prefix``, sorted, each once."""
+        files = self.directory.glob(f"*/batch-{prefix}*.jsonl") if self.directory.is_dir() else []
+        return sorted({p.name[len("batch-"):-len(".jsonl")] for p in files})
+
+    def batch_entries(self, name: str) -> Iterator[DeadLetter]:
+        """The letters of batch ``name`` (all kinds), e.g. ingest's ``events-<interval>``."""
+        if not _SAFE_NAME.fullmatch(name):
+            raise ValueError(f"batch name {name!r} must match {_SAFE_NAME.pattern}")
+        for path in sorted(self.directory.glob(f"*/batch-{name}.jsonl")):
+            for raw in _read_lines(path):
+                letter = _letter_or_none(raw)
+                if letter is not None:
+                    yield letter
+
+    def count_batch(self, name: str) -> int:
+        """How many letters batch ``name`` holds (all kinds)."""
+        return sum(sum(1 for line in _read_lines(p) if line.endswith(b"\n"))
+                   for p in self.directory.glob(f"*/batch-{name}.jsonl"))
 
     def replay(self, validate_fn: Validator, sink: Sink, kinds: Iterable[str] | None = None) -> ReplayReport:
         """Re-validate every letter (of ``kinds``, default all) against the current contract.
@@ -189,6 +218,8 @@ class DeadLetterQueue:
                     kept[path].append(raw)
                     continue
                 record, problem = parse_payload(letter.payload)
+                if record is not None:
+                    record = _as_read(kind, record, letter.source)
                 errors = [str(problem)] if record is None else validate_fn(kind, record)
                 if record is not None and not errors:
                     records.append(record)
@@ -277,6 +308,18 @@ class DeadLetterQueue:
         dirs = [self.directory / kind] if kind else sorted(self.directory.iterdir())
         # Temporary files start with "." and do not end in .jsonl, so they are never read.
         return [p for d in dirs if d.is_dir() for p in sorted(d.glob("[!.]*.jsonl"))]
+
+
+def _as_read(kind: str, record: dict[str, Any], source: str) -> dict[str, Any]:
+    """A letter's record as the door reads it today: a CSV row's text cells in the contract's
+    types (``contracts.cells``), times in epoch milliseconds (ISO-8601 converted). A kind
+    without a contract is left as it is."""
+    if kind not in KINDS:
+        return record
+    contract = cast(Kind, kind)
+    if source.endswith(".csv"):
+        record = cells.csv_row(contract, record)
+    return dict(normalize(contract, record))
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts import cells
 from contracts.dlq import DeadLetter, parse_payload
-from contracts.validation import Kind, validate
+from contracts.validation import Kind, normalize, validate
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,23 @@ class Rejected:
 class Split:
     """``split``'s answer: len(valid) + len(rejected) == number of inputs."""
 
-    valid: list[Mapping[str, Any]] = field(default_factory=list)  # in input order, as received
+    valid: list[Mapping[str, Any]] = field(default_factory=list)  # in input order, normalized
     rejected: list[Rejected] = field(default_factory=list)
 
     @property
     def letters(self) -> list[DeadLetter]:
         return [r.letter for r in self.rejected]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One input as read from somewhere: the record parsed from it (None when it could not be
+    parsed, ``problem`` says why) and its text as received, kept as a letter's payload
+    (None: the record as JSON)."""
+
+    record: Any
+    payload: str | None = None
+    problem: str | None = None
 
 
 def split(records: Iterable[Any], kind: Kind, source: str, now_ms: int | None = None) -> Split:
@@ -48,26 +60,42 @@ def split(records: Iterable[Any], kind: Kind, source: str, now_ms: int | None = 
     ``now_ms`` (epoch ms, default now) bounds timestamps and stamps the letters: one value per
     batch, so the whole batch is judged by the same clock.
     """
+    return split_received((Received(r) for r in records), kind, source, now_ms)
+
+
+def split_received(rows: Iterable[Received], kind: Kind, source: str, now_ms: int | None = None) -> Split:
+    """``split`` for inputs whose payload is their text as received (a CSV row's cells, a JSON
+    line): an unparsable one is rejected alone, with its ``problem``."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     out = Split()
-    for index, record in enumerate(records):
-        problems = validate(kind, record, now_ms=now)  # also says so when it is not a mapping
-        if not problems:
-            out.valid.append(record)
-            continue
+    for index, row in enumerate(rows):
+        if row.problem is not None:
+            problems = [row.problem]
+        else:
+            record = normalize(kind, row.record)
+            problems = validate(kind, record, now_ms=now)  # also says so when it is not a mapping
+            if not problems:
+                out.valid.append(record)
+                continue
         # default=str: a rejected record may hold what JSON cannot (a date, bytes); keep it readable.
-        payload = json.dumps(record, default=str)
-        out.rejected.append(Rejected(index, record, problems, _letter(source, kind, payload, problems, now)))
+        payload = row.payload if row.payload is not None else json.dumps(row.record, default=str)
+        letter = _letter(source, kind, payload, problems, now)
+        out.rejected.append(Rejected(index, row.record, problems, letter))
     return out
 
 
 def split_lines(lines: Iterable[tuple[str, str]], kind: Kind, now_ms: int) -> Iterator[dict[str, Any] | DeadLetter]:
     """For each ``(source, JSON text)``: the record when it is valid, else its dead letter.
+    A row of a CSV file (``source`` ending in ``.csv``) is read cell by cell in the contract's
+    types (``contracts.cells``), as ``blink ingest`` reads it.
 
     A generator, so a Spark partition streams through it (``rdd.mapPartitions``).
     """
     for source, text in lines:
         record, problem = parse_payload(text)
+        if record is not None and source.endswith(".csv"):
+            record = cells.csv_row(kind, record)  # CSV cells are text whatever a reader guessed
+        record = normalize(kind, record)
         problems = [str(problem)] if record is None else validate(kind, record, now_ms=now_ms)
         if record is not None and not problems:
             yield record

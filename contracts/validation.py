@@ -8,6 +8,11 @@ queue can group rejects by rule (see ``contracts.dlq.reason_key``).
 
 A nullable field that is absent reads as null: JSON producers, and Spark's ``toJSON``, omit
 nulls, and Avro would fill the same null on read.
+
+Timestamps are epoch milliseconds; an ISO-8601 time *with a zone* (``2026-03-01T12:00:00Z``,
+``...+01:00``) is the documented alternative. ``normalize`` turns it into epoch milliseconds
+before any rule runs, so every door (API, files, landing, replay) accepts both and the lake
+only ever holds integers. A time without a zone is rejected: guessing one shifts every event.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import reprlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
@@ -119,8 +124,47 @@ def _id_rule(nullable: bool) -> Rule:
     return rule
 
 
+ISO_EXAMPLE = "2026-03-01T12:00:00Z"
+
+
+def iso_to_ms(text: str) -> int | str:
+    """An ISO-8601 time with a zone as epoch milliseconds, or the problem with it (a str).
+
+    ``Z`` and offsets (``+01:00``, ``-0500``) are zones; fractions below a millisecond are cut.
+    """
+    if text.strip().lstrip("+-").isdigit():
+        return f"expected epoch milliseconds as a number, got the text {text!r} (send it without quotes)"
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return (f"expected epoch milliseconds (an integer) or an ISO-8601 time with a zone like "
+                f"{ISO_EXAMPLE}, got {_show(text)}")
+    if when.tzinfo is None or when.utcoffset() is None:
+        return (f"no time zone, add Z for UTC or an offset like +02:00 to the ISO-8601 time {text!r} "
+                f"(a guessed zone would shift the event)")
+    return (when - _EPOCH) // timedelta(milliseconds=1)
+
+
+def timestamp_ms(value: Any) -> Any:
+    """A timestamp value as the contract keeps it: an ISO-8601 string or an aware datetime
+    with a zone becomes epoch milliseconds; anything else is returned as it is (the timestamp
+    rule then judges it, with the reason)."""
+    if isinstance(value, str):
+        converted = iso_to_ms(value)
+        return converted if isinstance(converted, int) else value
+    if isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None:
+        return (value - _EPOCH) // timedelta(milliseconds=1)
+    return value
+
+
 def _timestamp_rule(v: Any, now_ms: int) -> str | None:
     if type(v) is not int:  # fast path first; numpy ints are Integral, bools are not allowed
+        if isinstance(v, str):  # normalize() converted the valid ISO-8601 ones: say what is wrong
+            problem = iso_to_ms(v)
+            return problem if isinstance(problem, str) else None
+        if isinstance(v, date):
+            return (f"expected epoch milliseconds or an ISO-8601 time with a zone, got a "
+                    f"{type(v).__name__} without a zone ({v.isoformat()}), add the zone")
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             return f"expected an integer of epoch milliseconds, got {_show(v)}"
         v = int(v)
@@ -241,7 +285,9 @@ def _compile_field(f: dict[str, Any]) -> Field:
         docs.append(ids.RULE)
     if isinstance(main, dict) and main.get("logicalType") == "timestamp-millis":
         rules.append(_timestamp_rule)
-        docs.append(f"integer epoch milliseconds from {_iso(MIN_TIMESTAMP_MS)[:10]} to now + "
+        docs.append(f"integer epoch milliseconds, or an ISO-8601 time with a zone ({ISO_EXAMPLE}, "
+                    f"+01:00) converted to them; a time without a zone is rejected")
+        docs.append(f"from {_iso(MIN_TIMESTAMP_MS)[:10]} to now + "
                     f"{MAX_SKEW_MS // 3_600_000} h; seconds (< {_pow10(SECONDS_BELOW)}), microseconds "
                     f"({_pow10(MICROS_FROM)} to {_pow10(NANOS_FROM)}) and nanoseconds "
                     f"(>= {_pow10(NANOS_FROM)}) are rejected naming the unit and the fix")
@@ -349,15 +395,43 @@ _RECORD_RULE_DOCS: dict[str, dict[str, str]] = {
 # --- public API -------------------------------------------------------------------------------
 
 
+@functools.cache
+def timestamp_fields(kind: Kind) -> tuple[str, ...]:
+    """The fields of ``kind`` that hold a time (``timestamp-millis``)."""
+    return tuple(f.name for f in fields(kind)
+                 if isinstance(f.main, dict) and f.main.get("logicalType") == "timestamp-millis")
+
+
+def normalize(kind: Kind, record: Any) -> Any:
+    """``record`` with its times as epoch milliseconds (ISO-8601 with a zone converted).
+
+    Returns the same object when nothing needed converting (the usual case: no copy), a new
+    dict otherwise; anything that is not a mapping is returned as it is.
+    """
+    if not isinstance(record, Mapping):
+        return record
+    out: dict[str, Any] | None = None
+    for name in timestamp_fields(kind):
+        value = record.get(name)
+        if isinstance(value, (str, datetime)):
+            converted = timestamp_ms(value)
+            if converted is not value:
+                out = dict(record) if out is None else out
+                out[name] = converted
+    return record if out is None else out
+
+
 def validate(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -> list[str]:
     """Problems with ``record`` as a ``kind`` (``[]`` when valid).
 
     Each problem names the field and says how to fix it. ``now_ms`` (epoch ms) bounds
     timestamps from above; pass it when validating a batch so the answer is reproducible.
+    Times are judged after ``normalize`` (an ISO-8601 time with a zone is valid).
     """
     compiled = fields(kind)
     if not isinstance(record, Mapping):
         return [f"{kind}: expected a mapping of field names to values, got {_show(record)}"]
+    record = normalize(kind, record)
     now = int(time.time() * 1000) if now_ms is None else now_ms
     errors: list[str] = []
     bad: set[str] = set()
@@ -401,8 +475,9 @@ def check(kind: Kind, record: Mapping[str, Any], now_ms: int | None = None) -> d
     """The record normalized to its schema, or raise ``ContractViolation`` listing all problems.
 
     Normalized: fields in schema order, absent optional fields filled (null or the schema
-    default), fields the schema does not know dropped.
+    default), fields the schema does not know dropped, times in epoch milliseconds.
     """
+    record = normalize(kind, record)
     errors = validate(kind, record, now_ms)
     if errors:
         raise ContractViolation(errors)

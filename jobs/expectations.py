@@ -3,8 +3,9 @@
 `validate_frame` runs one suite over one pandas frame through a file-based GX project (suite,
 pandas data source, validation definition and checkpoint are all add-or-update, so a re-run of
 the same DAG interval never trips over objects an earlier run created) and writes the result
-into a static Data Docs site. `gate` turns a failed result into a `DataQualityError`, which the
-DAG lets fail the task so nothing downstream trains or publishes on bad data.
+into a static Data Docs site that works offline (jobs/data_docs.py). `gate` turns a failed
+result into a `DataQualityError`, which the DAG lets fail the task so nothing downstream trains
+or publishes on bad data.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +42,7 @@ from contracts.validation import (  # noqa: E402
     MIN_TIMESTAMP_MS,
     Kind,
 )
+from jobs import data_docs  # noqa: E402
 
 SuiteName = Literal["events", "items", "features", "recommendations"]
 # The contract's own floor (1990-01-01): MovieLens goes back to 1996. Seconds (~1.7e9) are far below.
@@ -62,6 +65,11 @@ class QualityResult:
     evaluated: int
     failed: list[str]
     docs_index: Path
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as an ISO-8601 UTC time to the second, as reports show it."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def contract_expectations(kind: Kind, min_ts_ms: int = MIN_TS_MS,
@@ -90,7 +98,11 @@ def contract_expectations(kind: Kind, min_ts_ms: int = MIN_TS_MS,
         if name in checks.required:  # a nullable one reads from Parquet as float64 (NaN = null)
             out.append(gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=["int64", "Int64"]))
         # Seconds or nanoseconds fall outside by orders of magnitude, so they are caught too.
-        out.append(gxe.ExpectColumnValuesToBeBetween(column=name, min_value=min_ts_ms, max_value=max_ts_ms))
+        # The description is what Data Docs show: the bounds as dates, not raw epoch floats.
+        out.append(gxe.ExpectColumnValuesToBeBetween(
+            column=name, min_value=min_ts_ms, max_value=max_ts_ms,
+            description=f"{name} values (epoch milliseconds) must be between {iso_ms(min_ts_ms)} and "
+                        f"{iso_ms(max_ts_ms)} ({min_ts_ms} to {max_ts_ms})."))
     # An all-null column arrives as object dtype; GX then checks values, skipping nulls.
     out += [gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=["float64", "Float64"])
             for name in checks.floats]
@@ -122,8 +134,13 @@ def items_suite() -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name="items", expectations=contract_expectations("item"))
 
 
-def features_suite() -> gx.ExpectationSuite:
-    """Expectations for the user features table (jobs/features.py), scalar columns only."""
+def features_suite(min_users: int = 1) -> gx.ExpectationSuite:
+    """Expectations for the user features table (jobs/features.py), scalar columns only.
+
+    ``min_users``: the fewest rows (known users) the table must have. A shop whose visitors
+    are all anonymous has none, so the caller passes 0 when the events hold no ``user_id``
+    (the contract allows that); an empty table is otherwise a broken features job.
+    """
     names = [f.name for f in USER_FEATURES]
     shares = [
         gxe.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=1)
@@ -133,7 +150,7 @@ def features_suite() -> gx.ExpectationSuite:
     return gx.ExpectationSuite(
         name="features",
         expectations=[
-            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            gxe.ExpectTableRowCountToBeBetween(min_value=min_users),
             # Serving looks the features up by position: every registered one must be there.
             gxe.ExpectTableColumnsToMatchSet(column_set=["user_id", *names], exact_match=False),
             gxe.ExpectColumnValuesToNotBeNull(column="user_id"),
@@ -257,6 +274,7 @@ def validate_frame(
     outcome = checkpoint.run(
         batch_parameters={"dataframe": df}, run_id=RunIdentifier(run_name=run_name)
     )
+    data_docs.make_offline(docs_dir)  # GX rebuilt pages that load CDN assets: make them local
     (result,) = outcome.run_results.values()
     return QualityResult(
         suite=suite_name,

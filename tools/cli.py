@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,25 +62,56 @@ REFIT_HOURS = 24  # recs_daily's period: an older fit is refitted, not refreshed
 
 
 def _default_logical_date(cfg: config_mod.Config) -> str:
-    """The hour just after the newest event in the landing files (real datasets are old)."""
-    from contracts.landing import read
+    """The hour just after the newest event in the landing files, whatever their format
+    (Parquet, CSV, JSON lines; ISO-8601 times read as the contract reads them): real datasets
+    are old. Values the contract would reject as a wrong unit or a bad clock are ignored."""
+    from contracts.landing import newest_timestamp
+    from contracts.validation import MAX_SKEW_MS, MIN_TIMESTAMP_MS
 
-    newest = 0
-    for path in sorted((cfg.layout.landing / "events").glob("*")):
-        if path.suffix in (".parquet", ".jsonl", ".csv"):
-            ts = pd_numeric(read(path)["timestamp"])
-            # ignore values that are not plausible epoch milliseconds (they will be dead-lettered)
-            newest = max(newest, int(ts[ts < 10**13].max()) if (ts < 10**13).any() else 0)
-    if not newest:
-        raise BlinkError("no events in var/landing/events: run `blink generate` (or `blink import`) first")
+    plausible = range(MIN_TIMESTAMP_MS, int(time.time() * 1000) + MAX_SKEW_MS + 1)
+    newest = newest_timestamp(cfg.layout.landing / "events", plausible)
+    if newest is None:
+        raise BlinkError(f"no events in {cfg.layout.landing / 'events'}: run `blink ingest FILE`, "
+                         "`blink generate` or `blink import` first (or pass --date)")
     hour = math.ceil(newest / 3_600_000) * 3_600_000
     return datetime.fromtimestamp(hour / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def pd_numeric(column: Any) -> Any:
-    import pandas as pd
+def _check_split(cfg: config_mod.Config, logical_date: str) -> None:
+    """Stop before Airflow starts when the split windows leave the run nothing to train on
+    (the embeddings task would fail minutes later), naming the windows to shrink and to what."""
+    import numpy as np
+    import pyarrow.dataset as ds
 
-    return pd.to_numeric(column, errors="coerce").dropna()
+    from contracts.landing import folder_event_times
+    from contracts.validation import MAX_SKEW_MS, MIN_TIMESTAMP_MS
+    from tools import split_advice
+
+    try:
+        when = datetime.fromisoformat(logical_date)
+    except ValueError as exc:
+        raise click.BadParameter(f"{logical_date!r} is not an ISO date ({exc}); e.g. 2026-03-01T12:00:00+00:00",
+                                 param_hint="--date") from None
+    as_of = int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)  # Airflow: naive = UTC
+    plausible = range(MIN_TIMESTAMP_MS, int(time.time() * 1000) + MAX_SKEW_MS + 1)
+    times = folder_event_times(cfg.layout.landing / "events", plausible)
+    lake = cfg.layout.table("events")
+    if lake.exists() and any(lake.glob("date=*")):
+        times += ds.dataset(lake, format="parquet", partitioning="hive").to_table(columns=["timestamp"]) \
+            .column("timestamp").drop_null().to_pylist()
+    problem = split_advice.check(np.asarray(times, dtype=np.int64), as_of, cfg.split.test_hours,
+                                 cfg.split.label_hours)
+    if problem:
+        raise click.ClickException(f"{problem} (BLINK_ENV={cfg.env})")
+
+
+def _untaken(cfg: config_mod.Config) -> Callable[[Path], bool]:
+    """Whether no DAG run has taken a landing file yet (the ingest task's manifest)."""
+    from jobs.ingest import manifest_path
+
+    manifest = manifest_path(cfg.layout.lake)
+    taken = json.loads(manifest.read_text()) if manifest.exists() else {}
+    return lambda landing_file: f"{landing_file.parent.name}/{landing_file.name}" not in taken
 
 
 @cli.command()
@@ -88,15 +120,32 @@ def pd_numeric(column: Any) -> Any:
               help="what the file holds (default: told by its columns)")
 def ingest(path: Path, kind: str | None) -> None:
     """Check your own Parquet/CSV/JSON-lines file against the contract and land it for the next run."""
+    from rich.progress import Progress
+
     from contracts.dlq import DeadLetterQueue
     from contracts.landing import accept_file
 
     cfg = _cfg()
-    report = accept_file(path, cfg.layout.landing, DeadLetterQueue(cfg.layout.dlq), kind)
+    with Progress(console=console, transient=True) as bar:  # drawn only on a terminal
+        task = bar.add_task(f"checking {path.name}", total=None)
+        report = accept_file(path, cfg.layout.landing, DeadLetterQueue(cfg.layout.dlq), kind,
+                             untaken=_untaken(cfg), progress=lambda done, total: bar.update(task, completed=done,
+                                                                                            total=total))
     console.print(f"{report.table}: {report.rows:,} rows = {report.accepted:,} accepted + "
-                  f"{report.dead_lettered:,} dead-lettered {report.reasons or ''}")
+                  f"{report.duplicates:,} duplicates + {report.dead_lettered:,} dead-lettered", highlight=False)
+    for reason, count in report.reasons.items():
+        console.print(f"  {count:,} × {reason}", markup=False, highlight=False)
+    if sum(report.reasons.values()) > report.dead_lettered:
+        console.print("  (a row with several problems counts under each, as in `blink dlq stats`)")
+    if report.replaced_letters:
+        console.print(f"this file was ingested before: its {report.replaced_letters:,} earlier dead letters "
+                      "were replaced by these, not added", highlight=False)
+    for earlier in report.replaced_landing:
+        console.print(f"removed {earlier}: an earlier version of this file no run has ingested yet",
+                      highlight=False, soft_wrap=True)
     if report.landing_file:
-        console.print(f"landed as {report.landing_file}; the next `blink run-dag` ingests it")
+        console.print(f"landed as {report.landing_file}; the next `blink run-dag` ingests it", highlight=False,
+                      soft_wrap=True)
     if report.dead_lettered:
         console.print("see why with `blink dlq list`; fix and `blink dlq replay`")
 
@@ -116,7 +165,12 @@ def _import(fn_name: str, path: Path) -> None:
                   f"{report.items:,} items, {report.users:,} users")
     for reason, count in sorted(report.skipped.items(), key=lambda kv: -kv[1]):
         console.print(f"  skipped {count:,}: {reason}")
-    console.print("next: `blink run-dag` (its date defaults to the hour after the newest event)")
+    prefix = ""
+    if report.advice is not None:
+        console.print(str(report.advice), highlight=False, markup=False)
+        prefix = f"{report.advice.prefix} "
+    console.print(f"next: `{prefix}blink run-dag` (its date defaults to the hour after the newest event)",
+                  highlight=False, markup=False)
 
 
 @import_.command("online-retail")
@@ -161,10 +215,12 @@ def run_dag(logical_date: str | None, which: str) -> None:
     from jobs.tasks import GRAPHS
 
     cfg = _cfg()
-    redis_server.ensure(cfg)
     logical_date = logical_date or _default_logical_date(cfg)
     dag_id = _which_dag(cfg, logical_date) if which == "auto" else f"recs_{which}"
     task_names = GRAPHS[dag_id].names
+    if dag_id == "recs_daily":  # only a fit needs history before its validation cut
+        _check_split(cfg, logical_date)
+    redis_server.ensure(cfg)
     console.print(f"running {dag_id} for {logical_date}")
     logs = cfg.layout.logs
     logs.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from contracts.derived import arrow_schema, table_checks
 from contracts.dlq import reason_keys
 from contracts.tables import TABLES
 from contracts.validation import Kind
+from tools import split_advice
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class ImportReport:
     users: int
     skipped: dict[str, int]
     files: dict[str, Path] = field(default_factory=dict)
+    advice: split_advice.Advice | None = None  # which BLINK_ENV / split the data needs
 
 
 # --- Online Retail ----------------------------------------------------------------------------
@@ -106,7 +108,7 @@ def import_online_retail(path: Path, landing: Path, tag: str = "online-retail") 
     users = pd.DataFrame({"user_id": np.sort(events.loc[known, "user_id"].unique()),
                           "signup_at": None})
     users["country"] = users["user_id"].map(_most_common(events["user_id"], country))
-    return _finish(str(path), len(df), skipped, events, items, users, landing, tag)
+    return _finish(str(path), len(df), skipped, events, items, users, landing, tag, env="retail")
 
 
 def _read_retail(path: Path) -> pd.DataFrame:
@@ -174,7 +176,7 @@ def import_movielens(path: Path, landing: Path, tag: str = "movielens") -> Impor
     items["created_at"] = items["item_id"].map(first_rated).astype("Int64")  # null: never rated
     users = pd.DataFrame({"user_id": np.sort(events["user_id"].unique()), "signup_at": None,
                           "country": None})
-    return _finish(str(path), len(ratings), skipped, events, items, users, landing, tag)
+    return _finish(str(path), len(ratings), skipped, events, items, users, landing, tag, env="movielens")
 
 
 def _read_movielens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -254,8 +256,9 @@ def _rejects(kind: Kind, frame: pd.DataFrame, now_ms: int, source: str) -> pd.Se
 
 
 def _finish(source: str, rows_read: int, skipped: dict[str, int], events: pd.DataFrame,
-            items: pd.DataFrame, users: pd.DataFrame, landing: Path, tag: str) -> ImportReport:
-    """Validate everything, drop (and count) what fails, write the landing files."""
+            items: pd.DataFrame, users: pd.DataFrame, landing: Path, tag: str, env: str) -> ImportReport:
+    """Validate everything, drop (and count) what fails, write the landing files, and say
+    which split the data needs (``env``: the environment shipped for this dataset)."""
     now_ms = int(time.time() * 1000)
     if "attributes" not in users:
         users = users.assign(attributes=[{} for _ in range(len(users))])
@@ -277,6 +280,10 @@ def _finish(source: str, rows_read: int, skipped: dict[str, int], events: pd.Dat
     report = ImportReport(source=source, rows_read=rows_read, events=len(kept["event"]),
                           items=len(kept["item"]), users=len(kept["user"]),
                           skipped=dict(sorted(skipped.items())), files=files)
+    times = kept["event"]["timestamp"].to_numpy(dtype="int64")
+    if len(times):  # the run date `blink run-dag` picks: the hour after the newest event
+        as_of = -(-int(times.max()) // split_advice.HOUR_MS) * split_advice.HOUR_MS
+        report.advice = split_advice.advise(times, as_of, prefer=env)
     log.info("imported %s: %s", source, report)
     return report
 

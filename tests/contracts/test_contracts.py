@@ -19,6 +19,7 @@ from contracts.validation import (
     KINDS,
     SCHEMA_DIR,
     check,
+    normalize,
     rules,
     schema,
     validate,
@@ -161,11 +162,55 @@ def test_timestamp_before_1990_shows_the_date() -> None:
     assert "1989-12-31T23:59:59.999000Z" in message
 
 
-@pytest.mark.parametrize("timestamp", [1.7e12, "1700000000000", True, None])
+@pytest.mark.parametrize("timestamp", [1.7e12, True, None])
 def test_timestamp_must_be_an_integer(timestamp: Any) -> None:
     message = only_error(event(timestamp=timestamp))
     assert message.startswith("timestamp:")
     assert type(timestamp).__name__ in message or "null" in message
+
+
+def test_timestamp_as_text_of_digits_says_send_a_number() -> None:
+    message = only_error(event(timestamp="1700000000000"))
+    assert message == ("timestamp: expected epoch milliseconds as a number, got the text "
+                       "'1700000000000' (send it without quotes)")
+
+
+@pytest.mark.parametrize(("text", "ms"), [
+    ("2023-11-14T22:12:20Z", NOW - 60_000),
+    ("2023-11-14T22:12:20.000+00:00", NOW - 60_000),
+    ("2023-11-14T23:12:20+01:00", NOW - 60_000),  # an offset: the same instant
+    ("2023-11-14 17:12:20-0500", NOW - 60_000),
+    ("2023-11-14T22:12:20.123456Z", NOW - 60_000 + 123),  # below a millisecond is cut
+])
+def test_iso_8601_with_a_zone_is_a_timestamp_in_epoch_ms(text: str, ms: int) -> None:
+    assert errors(event(timestamp=text)) == []
+    assert check("event", event(timestamp=text), now_ms=NOW)["timestamp"] == ms
+    assert normalize("event", event(timestamp=text))["timestamp"] == ms
+    item = {"item_id": "i-1", "category": "c", "price": None, "created_at": text, "title": None}
+    assert check("item", item, now_ms=NOW)["created_at"] == ms  # every timestamp field, not only events'
+
+
+def test_normalize_leaves_a_valid_record_untouched() -> None:
+    record = event()
+    assert normalize("event", record) is record
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("2023-11-14T22:12:20", "no time zone, add Z for UTC or an offset like +02:00"),
+    ("2023-11-14", "no time zone"),
+    ("yesterday", "expected epoch milliseconds (an integer) or an ISO-8601 time with a zone"),
+    ("2023-11-17T00:00:00Z", "too far in the future"),  # converted first, then the same rules
+    ("1989-12-31T23:59:59Z", "too old"),
+])
+def test_iso_8601_without_a_zone_or_unreadable_is_rejected_with_the_fix(text: str, says: str) -> None:
+    message = only_error(event(timestamp=text))
+    assert message.startswith("timestamp: ") and says in message, message
+
+
+def test_a_datetime_needs_a_zone() -> None:
+    aware = datetime.fromtimestamp((NOW - 60_000) / 1000, UTC)
+    assert check("event", event(timestamp=aware), now_ms=NOW)["timestamp"] == NOW - 60_000
+    assert "without a zone" in only_error(event(timestamp=aware.replace(tzinfo=None)))
 
 
 # --- events: enums, ids, required fields ----------------------------------------------------

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from contracts.dlq import DeadLetter
-from contracts.intake import split, split_lines
+from contracts.intake import Received, split, split_lines, split_received
 
 NOW = 1_700_000_000_000
 
@@ -43,3 +43,35 @@ def test_split_lines_keeps_the_text_as_received() -> None:
     assert [(x.source, x.payload) for x in letters] == [(s, t) for s, t in lines[1:]]  # type: ignore[union-attr]
     assert letters[1].reason.startswith("not valid JSON")  # type: ignore[union-attr]
     assert letters[2].reason == "a record must be a JSON object"  # type: ignore[union-attr]
+
+
+def test_valid_records_come_out_with_times_in_epoch_ms() -> None:
+    iso = event(1, timestamp="2023-11-14T22:13:19.999Z")
+    out = split([iso, event(2)], "event", "api", NOW)
+    assert [r["timestamp"] for r in out.valid] == [NOW - 1, NOW - 2]
+    assert iso["timestamp"] == "2023-11-14T22:13:19.999Z"  # the input is not changed
+    lines = [("landing:a.jsonl", json.dumps(iso))]
+    assert list(split_lines(lines, "event", NOW)) == [event(1)]
+
+
+def test_split_received_keeps_the_text_and_rejects_an_unreadable_row_alone() -> None:
+    rows = [Received(event(1), payload="e-1 as read"), Received(None, "{oops", "not valid JSON (line 2)"),
+            Received(event(3, timestamp="2023-11-14T22:13:19"), payload="row 3 as read")]
+    out = split_received(rows, "event", "file:x.jsonl", NOW)
+    assert [r["event_id"] for r in out.valid] == ["e-1"]
+    assert [(r.index, r.letter.payload) for r in out.rejected] == [(1, "{oops"), (2, "row 3 as read")]
+    assert out.rejected[0].letter.reason == "not valid JSON (line 2)"
+    assert "no time zone" in out.rejected[1].letter.reason
+
+
+def test_split_lines_reads_a_csv_row_cell_by_cell() -> None:
+    """Spark reads a CSV landing file guessing one type per column: a column mixing epoch ms
+    and ISO-8601 comes as text, ids as numbers, empty cells as null."""
+    row = {"event_id": 7, "user_id": None, "session_id": "s-1", "item_id": 12, "event_type": "view",
+           "timestamp": str(NOW - 5), "device": "mobile", "value": None, "context": None}
+    iso = {**row, "event_id": 8, "timestamp": "2023-11-14T22:13:19.000Z"}
+    out = list(split_lines([("landing:shop.csv", json.dumps(row)), ("landing:shop.csv", json.dumps(iso))],
+                           "event", NOW))
+    assert [(r["event_id"], r["item_id"], r["timestamp"]) for r in out] == [
+        ("7", "12", NOW - 5), ("8", "12", NOW - 1000)]
+    assert list(split_lines([("landing:shop.jsonl", json.dumps(row))], "event", NOW))[0].reason  # JSON: as typed

@@ -181,6 +181,15 @@ def test_features_suite_pass_and_fail(tmp_path: Path, dirs: tuple[Path, Path]) -
     assert "e.g. [1.5]" in "\n".join(bad.failed)
 
 
+def test_features_of_a_shop_without_known_users(tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+    """All visitors anonymous (user_id null, as the contract allows): no user features. The
+    caller says so with min_users=0; by default an empty table still fails."""
+    empty = user_features(tmp_path).iloc[0:0]
+    assert validate_frame(empty, "features", "features-anonymous", *dirs, min_users=0).success
+    broken = validate_frame(empty, "features", "features-broken", *dirs)
+    assert broken.failed == ["expect_table_row_count_to_be_between: observed 0"]
+
+
 def head_list(items: list[str], scores: list[float] | None = None) -> str:
     scores = scores if scores is not None else [float(len(items) - i) for i in range(len(items))]
     return json.dumps([[i, s] for i, s in zip(items, scores, strict=True)])

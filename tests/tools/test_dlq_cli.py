@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,29 @@ def test_replay_of_one_kind_leaves_the_others(seeded: dict[str, Any]) -> None:
     assert "replayed 1 letter(s), 1 still invalid" in run("replay", "--kind", "item").output
     assert not (var / "landing" / "events").exists()
     assert DeadLetterQueue(var / "dlq").count("event") == 6
+
+
+def test_replay_recovers_rows_the_old_readers_rejected(var_dir: Path) -> None:
+    """Before rows were read per value, one ISO-8601 time turned a CSV's timestamp column into
+    text and every row was rejected ("got str '1796102325000'"), and ISO-8601 was never
+    accepted. Those letters are valid under today's reading: replay lands them as numbers."""
+    now = int(time.time() * 1000)
+    iso = datetime.fromtimestamp((now - HOUR) / 1000, UTC).isoformat()
+    row = {"event_id": "csv-1", "user_id": "42", "session_id": "s", "item_id": "i", "event_type": "view",
+           "timestamp": str(now - HOUR), "device": "mobile", "value": None}
+    letters = [
+        DeadLetter("file:mixed.csv", "event", json.dumps(row),
+                   f"timestamp: expected an integer of epoch milliseconds, got str '{now - HOUR}'", now),
+        DeadLetter("api", "event", json.dumps({**row, "event_id": "api-1", "timestamp": iso}),
+                   "timestamp: expected an integer of epoch milliseconds, got str", now),
+        DeadLetter("file:mixed.csv", "event", json.dumps({**row, "event_id": "csv-2", "timestamp": "soon"}),
+                   "timestamp: expected an integer of epoch milliseconds, got str 'soon'", now),
+    ]
+    DeadLetterQueue(var_dir / "dlq").add(letters)
+    out = run("replay").output
+    assert "replayed 2 letter(s), 1 still invalid" in out
+    (landed,) = (var_dir / "landing" / "events").glob("replay-*.jsonl")
+    rows = [json.loads(line) for line in landed.read_text().splitlines()]
+    assert [(r["event_id"], r["timestamp"]) for r in rows] == [("csv-1", now - HOUR), ("api-1", now - HOUR)]
+    (still,) = DeadLetterQueue(var_dir / "dlq").entries()
+    assert "ISO-8601" in still.reason  # the reason the contract gives today
