@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from blink import config, layout
+from blink.client import Answer, BlinkClient
 from tools import redis_server
 
 console = Console(width=140)
@@ -43,6 +44,10 @@ def wait_ready(base: str, timeout: float = 60.0) -> dict:
     raise SystemExit(f"gunicorn did not become ready in {timeout:.0f}s; see var/logs/gunicorn.log")
 
 
+def token(cfg: config.Config) -> str | None:
+    return cfg.serving.ingest_token.get_secret_value() if cfg.serving.ingest_token else None
+
+
 def show_new_visitor(base: str, cfg: config.Config, model: object) -> None:
     """A brand-new visitor: trending first, then personal after three clicks in one category."""
     import pandas as pd
@@ -52,18 +57,19 @@ def show_new_visitor(base: str, cfg: config.Config, model: object) -> None:
     clicks = [i for i in cats[cats == category].index if i in model.item_index][:3]  # type: ignore[attr-defined]
     session = f"demo-{int(time.time())}"
 
-    def page() -> dict:
-        return requests.get(f"{base}/v1/recommendations/new-visitor", params={"k": "8", "session_id": session},
-                            timeout=5).json()
+    client = BlinkClient(base, token=token(cfg), timeout_s=5)
 
-    def describe(body: dict) -> str:
+    def page() -> Answer:
+        return client.recommend("new-visitor", k=8, session_id=session)
+
+    def describe(body: Answer) -> str:
         return ", ".join(f"{i['item_id']}({cats.get(i['item_id'], '?')})" for i in body["items"])
 
     before = page()
     now = int(time.time() * 1000)
     events = [{"event_id": f"{session}-{n}", "user_id": None, "session_id": session, "item_id": item,
                "event_type": "click", "timestamp": now + n, "device": "mobile"} for n, item in enumerate(clicks)]
-    posted = requests.post(f"{base}/v1/events", json=events, timeout=5).json()
+    posted = client.send_events(events)
     after = page()
     console.print(f"[bold]A new visitor[/] (session {session})\n  before: path={before['path']}: {describe(before)}\n"
                   f"  clicks three items of {category}: {', '.join(clicks)} -> {posted['accepted']} accepted\n"
@@ -97,9 +103,10 @@ def main() -> None:
     table = Table(title=f"GET {base}/v1/recommendations/<user>?k=5   (model {version})")
     for col in ("user", "path", "reason", "server ms", "round trip ms", "top items"):
         table.add_column(col)
+    client = BlinkClient(base, timeout_s=5)
     for user in (head[0], tail, "new-visitor-42"):
         t = time.perf_counter()
-        body = requests.get(f"{base}/v1/recommendations/{user}", params={"k": 5}, timeout=5).json()
+        body = client.recommend(user, k=5)
         rtt = (time.perf_counter() - t) * 1000
         table.add_row(user, body["path"], body.get("reason") or "", f"{body['latency_ms']:.2f}", f"{rtt:.1f}",
                       ", ".join(i["item_id"] for i in body["items"]))
