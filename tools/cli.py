@@ -33,6 +33,7 @@ def _cfg() -> config_mod.Config:
 
 
 @click.group()
+@click.version_option(package_name="blink", prog_name="blink")
 def cli() -> None:
     """Blink: real-time personalization (batch with Airflow + Spark, serving with Flask)."""
 
@@ -373,9 +374,16 @@ def serve(host: str | None, port: int | None, workers: int | None, daemon: bool)
 @click.option("--device", default=None)
 def recommend(user_id: str, k: int | None, device: str | None) -> None:
     """Print one answer, computed in-process by the same router the API uses."""
+    from blink import layout
     from serving.app import create_app
 
-    app = create_app(_cfg(), start_reload=False)
+    cfg = _cfg()
+    artifacts = cfg.layout.artifacts
+    if not any((d / layout.MANIFEST).exists() for d in (artifacts.iterdir() if artifacts.exists() else [])):
+        # Nothing to answer from: say what to do, and start nothing (no redis-server left behind).
+        raise click.ClickException(f"no model version in {artifacts} yet: run `blink run-dag` first (after "
+                                   "`blink generate`, `blink ingest FILE` or `blink import …`)")
+    app = create_app(cfg, start_reload=False)
     answer = app.extensions["blink"]["router"].recommend(user_id, k=k, device=device)
     click.echo(json.dumps(answer.to_dict(), indent=1))
 
