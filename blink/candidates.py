@@ -1,11 +1,14 @@
 """Candidate sources and their union: the first stage of the recommend pipeline.
 
-Three sources, each strong where the others are weak:
+Four sources, each strong where the others are weak:
 
 - ``ann``: the query vector's nearest items (ScaNN) — long-term taste, or the session's drift;
 - ``covisit``: items that followed the user's or session's most recent items in other
   people's sequences — what comes next, even for items too new or rare for good vectors;
-- ``popular``: trending at the cut-off — what a newcomer, or anyone, is likely to take.
+- ``popular``: trending at the cut-off — what a newcomer, or anyone, is likely to take;
+- ``sknn``: session-kNN (Jannach & Ludewig's V-SKNN, on histories): the users whose histories
+  share most of the recent items (recent ones weigh more) vote for the rest of what they took —
+  a strong simple baseline on session data, here one more source the ranker can weigh.
 
 Each candidate keeps its rank (and score) in every source that proposed it; these become the
 ``source`` ranker features (blink/feature_registry.py), so the ranker learns which source to
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from blink.model import Model
     from blink.retrieval import Retriever
 
-SOURCES = ("ann", "covisit", "popular")
+SOURCES = ("ann", "covisit", "popular", "sknn")
 _COL = {f.name: j for j, f in enumerate(SOURCE)}
 RANK_COLUMNS = [_COL[f"x_src_{s}_rank"] for s in SOURCES]  # within the SOURCE block
 RRF_K = 60.0  # the usual reciprocal-rank-fusion constant: past rank ~60 a source adds little
@@ -65,7 +68,9 @@ class Fusion:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fusion:
-        return cls({k: tuple(float(x) for x in v) for k, v in data["weights"].items()},
+        """A version written before a source existed gives that source weight 0."""
+        pad = [0.0] * len(SOURCES)
+        return cls({k: tuple((list(map(float, v)) + pad)[: len(SOURCES)]) for k, v in data["weights"].items()},
                    {k: bool(v) for k, v in data["ranker"].items()})
 
 
@@ -99,12 +104,15 @@ class SourceSizes:
     ann: int = 500
     covisit: int = 100
     popular: int = 50
+    sknn: int = 100
+    neighbours: int = 100
 
     @classmethod
     def from_config(cls, cfg: Config, ann: int | None = None) -> SourceSizes:
         """The configured sizes; ``ann`` overrides retrieval.candidates (ranker training uses fewer)."""
         c = cfg.candidates
-        return cls(ann if ann is not None else cfg.retrieval.candidates, c.covisit_candidates, c.popular_candidates)
+        return cls(ann if ann is not None else cfg.retrieval.candidates, c.covisit_candidates, c.popular_candidates,
+                   c.sknn_candidates, c.sknn_neighbours)
 
 
 @dataclass(frozen=True)
@@ -135,12 +143,14 @@ class Candidates:
 
 
 def gather(model: Model, vector: np.ndarray | None, recent: np.ndarray, exclude: np.ndarray,
-           sizes: SourceSizes, retriever: Retriever | None) -> Candidates:
-    """Every source's candidates for one request, minus ``exclude``; see the module doc."""
+           sizes: SourceSizes, retriever: Retriever | None, user_pos: int | None = None) -> Candidates:
+    """Every source's candidates for one request, minus ``exclude``; see the module doc.
+    ``user_pos`` (a known user) is left out of their own session-kNN neighbours."""
     ann = _ann(model, vector, exclude, sizes.ann, retriever) if vector is not None else np.empty(0, np.int64)
     co_pos, co_score = _covisit(model, recent, exclude, sizes.covisit)
     popular = model.trending_positions[~np.isin(model.trending_positions, exclude)][: sizes.popular]
-    union = np.concatenate([ann, co_pos, popular])
+    kn_pos, kn_score = _sknn(model, recent, exclude, sizes.sknn, sizes.neighbours, user_pos)
+    union = np.concatenate([ann, co_pos, popular, kn_pos])
     _, first = np.unique(union, return_index=True)
     positions = union[np.sort(first)]  # first occurrence, sources in the order above
     if vector is not None:
@@ -151,11 +161,12 @@ def gather(model: Model, vector: np.ndarray | None, recent: np.ndarray, exclude:
         scores = np.full(len(positions), np.nan, np.float32)
     sources = np.full((len(positions), len(SOURCE)), np.nan, np.float32)
     where = {p: j for j, p in enumerate(positions.tolist())}
-    for name, found in (("ann", ann), ("covisit", co_pos), ("popular", popular)):
+    for name, found in (("ann", ann), ("covisit", co_pos), ("popular", popular), ("sknn", kn_pos)):
         rows = np.fromiter((where[p] for p in found.tolist()), np.int64, len(found))
         sources[rows, _COL[f"x_src_{name}_rank"]] = np.arange(len(found), dtype=np.float32)
-    rows = np.fromiter((where[p] for p in co_pos.tolist()), np.int64, len(co_pos))
-    sources[rows, _COL["x_src_covisit_score"]] = co_score
+    for name, found, score in (("covisit", co_pos, co_score), ("sknn", kn_pos, kn_score)):
+        rows = np.fromiter((where[p] for p in found.tolist()), np.int64, len(found))
+        sources[rows, _COL[f"x_src_{name}_score"]] = score
     sources[:, _COL["x_src_count"]] = (~np.isnan(sources[:, RANK_COLUMNS])).sum(axis=1)
     return Candidates(positions, scores, sources)
 
@@ -193,3 +204,64 @@ def _covisit(model: Model, recent: np.ndarray, exclude: np.ndarray, n: int) -> t
     items, total = items[keep], total[keep]
     order = np.lexsort((items, -total))[:n]  # best first; ties by position, deterministic
     return items[order].astype(np.int64), total[order]
+
+
+def _sknn(model: Model, recent: np.ndarray, exclude: np.ndarray, n: int, k: int,
+          user_pos: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Session-kNN over users' histories: the ``k`` users sharing most of the recent items (each
+    recent item weighted 1 / (its recency rank + 1), a user's overlap divided by the square root
+    of their history length, so omnivores do not win by size) vote for their other items with
+    their similarity. Best ``n`` items not in ``exclude`` or ``recent``, with their scores."""
+    index = model.item_users
+    if index is None or not len(recent) or n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    parts, weights = [], []
+    for j, p in enumerate(recent.tolist()):
+        users = index.indices[index.indptr[p]:index.indptr[p + 1]]
+        parts.append(users)
+        weights.append(np.full(len(users), 1.0 / (j + 1), np.float32))
+    users, inverse = np.unique(np.concatenate(parts), return_inverse=True)
+    sim = np.bincount(inverse, weights=np.concatenate(weights)).astype(np.float32) / index.norm[users]
+    if user_pos is not None:
+        sim[users == user_pos] = 0  # not one's own neighbour
+    top = np.lexsort((users, -sim))[:k]  # most similar first; ties by position, deterministic
+    top = top[sim[top] > 0]
+    if not len(top):
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    votes = [model.history[u] for u in users[top].tolist()]
+    items, inverse = np.unique(np.concatenate(votes), return_inverse=True)
+    score = np.bincount(inverse, weights=np.repeat(sim[top], [len(v) for v in votes])).astype(np.float32)
+    keep = ~np.isin(items, exclude) & ~np.isin(items, recent)
+    items, score = items[keep], score[keep]
+    order = np.lexsort((items, -score))[:n]
+    return items[order].astype(np.int64), score[order]
+
+
+@dataclass(frozen=True)
+class ItemUsers:
+    """Item -> the users whose history holds it, as CSR over item positions (at most
+    ``MAX_USERS_PER_ITEM`` per item: the first in the model's user order), and each user's norm
+    (sqrt of their history length) for session-kNN. Built from the histories when a model loads."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    norm: np.ndarray
+
+    @classmethod
+    def from_histories(cls, n_items: int, history: list[np.ndarray]) -> ItemUsers:
+        lengths = np.fromiter((len(h) for h in history), np.int64, len(history))
+        items = np.concatenate(history) if len(history) else np.empty(0, np.int64)
+        users = np.repeat(np.arange(len(history), dtype=np.int64), lengths)
+        order = np.lexsort((users, items))
+        items, users = items[order], users[order]
+        counts = np.bincount(items, minlength=n_items)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        # Cap very popular items: their user lists say little and would cost every request.
+        keep = (np.arange(len(items)) - starts[items]) < MAX_USERS_PER_ITEM if len(items) else np.empty(0, bool)
+        items, users = items[keep], users[keep]
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(items, minlength=n_items))])
+        norm = np.sqrt(np.maximum(lengths, 1)).astype(np.float32)
+        return cls(indptr.astype(np.int64), users, norm)
+
+
+MAX_USERS_PER_ITEM = 1000

@@ -187,6 +187,8 @@ class CandidatesConfig(Section):
 
     covisit_candidates: int = Field(100, ge=0, le=5000, description="co-visited items per request")
     popular_candidates: int = Field(50, ge=0, le=5000, description="trending items per request")
+    sknn_candidates: int = Field(100, ge=0, le=5000, description="items of the most similar users' histories")
+    sknn_neighbours: int = Field(100, ge=1, le=5000, description="similar users (session-kNN) per request")
     covisit_window: int = Field(5, ge=1, le=50, description="events after an item that count as co-visits")
     covisit_max_gap_hours: float = Field(24.0, gt=0, description="co-visits further apart do not count")
     covisit_top_n: int = Field(50, ge=1, le=1000, description="co-visited items kept per item")

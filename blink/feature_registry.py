@@ -147,6 +147,10 @@ SOURCE = [
     Feature("x_src_covisit_score", "source", "co-visitation score, recency-weighted over the recent items "
                                              "(NaN: not from it)"),
     Feature("x_src_popular_rank", "source", "rank in the trending list at the cut-off (NaN: not from it)"),
+    Feature("x_src_sknn_rank", "source", "rank among the items of the users whose histories best match the "
+                                         "recent items (session-kNN; NaN: not from it)"),
+    Feature("x_src_sknn_score", "source", "session-kNN score: similarity-weighted votes of those users "
+                                          "(NaN: not from it)"),
     Feature("x_src_count", "source", "how many sources proposed the item"),
 ]
 CONTEXT = [

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from blink import layout
-from blink.candidates import CoVisitTable, Fusion
+from blink.candidates import CoVisitTable, Fusion, ItemUsers
 from blink.feature_matrix import ITEM_FEATURES, USER_FEATURES
 from blink.retrieval import Retriever
 from blink.session import SessionEncoder
@@ -63,6 +63,7 @@ class Model:
     covisit: CoVisitTable | None = None  # the co-visitation candidate source
     recent: list[np.ndarray] = field(default_factory=list)  # per user: item positions, newest first
     fusion: Fusion = field(default_factory=Fusion.default)  # the candidate order without (or instead of) the ranker
+    item_users: ItemUsers | None = None  # session-kNN's inverted index, built from ``history``
     item_index: dict[str, int] = field(default_factory=dict)
     user_index: dict[str, int] = field(default_factory=dict)
     trending_positions: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
@@ -74,6 +75,8 @@ class Model:
             self.recent = [np.empty(0, np.int64)] * len(self.user_ids)
         self.trending_positions = np.asarray(
             [self.item_index[i] for i, _ in self.trending if i in self.item_index], np.int64)
+        if self.item_users is None and len(self.history) == len(self.user_ids):
+            self.item_users = ItemUsers.from_histories(len(self.item_ids), self.history)
 
     @classmethod
     def load(cls, directory: Path, as_of: str = "serve", *, retriever: bool = True,

@@ -99,7 +99,7 @@ class Pipeline:
 
     def candidates_for(self, q: Query) -> Candidates:
         """The union of every source's candidates for ``q`` (consumed items removed)."""
-        return gather(self.model, q.vector, q.recent, q.exclude, self.sizes, self._retriever_or_none())
+        return gather(self.model, q.vector, q.recent, q.exclude, self.sizes, self._retriever_or_none(), q.user_pos)
 
     def features(self, q: Query, cands: Candidates, ctx: Context) -> np.ndarray:
         return feature_matrix(self.model, q.user_pos, cands.positions, cands.scores, ctx,

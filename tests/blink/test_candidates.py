@@ -15,11 +15,13 @@ from tests.serving.test_router import N_ITEMS, small_model
 
 
 def model_with_sources() -> Model:
-    """small_model (60 items, trending i0..i19) plus co-visitation: i40 -> i41 (0.9), i42 (0.5); i41 -> i43."""
+    """small_model (60 items, trending i0..i19) plus co-visitation: i40 -> i41 (0.9), i42 (0.5); i41 -> i43;
+    and histories for session-kNN: u2 took i40, i41, i55, i56 (u0 keeps i0..i2)."""
     table = CoVisitTable.from_lists(N_ITEMS, {40: (np.array([41, 42]), np.array([0.9, 0.5], np.float32)),
                                               41: (np.array([43, 40]), np.array([0.7, 0.2], np.float32))})
     model = small_model()
-    return replace(model, covisit=table, retriever=None)
+    history = [model.history[0], np.empty(0, np.int64), np.array([40, 41, 55, 56])]
+    return replace(model, covisit=table, retriever=None, history=history, item_users=None)
 
 
 def ranks(c: Candidates, source: str) -> dict[int, float]:
@@ -37,6 +39,7 @@ def test_each_source_proposes_its_own_items_with_their_ranks() -> None:
     # i41 was recently seen, so not proposed; i43 = 0.7 / 2, i42 = 0.5, recency-weighted; i40 is recent too.
     assert ranks(c, "covisit") == {42: 0.0, 43: 1.0}
     assert ranks(c, "popular") == {1: 0.0, 2: 1.0, 3: 2.0}  # trending minus the excluded i0
+    assert ranks(c, "sknn") == {55: 0.0, 56: 1.0}  # u2 shares both recent items and votes for the rest
     assert 0 not in c.positions.tolist() and len(set(c.positions.tolist())) == len(c.positions)
     count = c.sources[:, NAMES.index("x_src_count") - NAMES.index("x_src_ann_rank")]
     expected = sum(np.isin(c.positions, list(ranks(c, s))).astype(int) for s in SOURCES)
@@ -102,7 +105,7 @@ def test_the_fused_order_is_served_where_the_gate_refused_the_ranker() -> None:
     from blink.candidates import Fusion, fused
 
     ctx = Context(now_ms=1_790_000_000_000)
-    weights = {"user": (0.0, 0.0, 1.0), "session": (1.0, 1.0, 1.0)}  # users: trending order only
+    weights = {"user": (0.0, 0.0, 1.0, 0.0), "session": (1.0, 1.0, 1.0, 1.0)}  # users: trending order only
     refused = replace(model_with_sources(), booster=ReversedRanker(),
                       fusion=Fusion(weights, {"user": False, "session": True}))
     pipe = Pipeline(refused, sizes=SourceSizes(5, 10, 3))
