@@ -30,7 +30,7 @@ from serving.body import parse_json, read_limited
 from serving.breaker import Breaker
 from serving.event_log import EventLog
 from serving.letter_budget import LetterBudget
-from serving.openapi import shape
+from serving.openapi import respond
 from serving.registry import Registry
 from serving.rollback import Forbidden, rollback
 from serving.router import Router
@@ -145,7 +145,7 @@ def recommendations(user_id: str) -> Any:
     answer = router.recommend(user_id, k=k, device=request.args.get("device"),
                               session_id=request.args.get("session_id"))
     metrics.observe(answer, router.history_size(user_id))
-    return jsonify(shape(openapi.Recommendation, answer.to_dict()))
+    return respond(openapi.Recommendation, answer.to_dict())
 
 
 @api.post("/v1/recommendations")
@@ -164,17 +164,17 @@ def recommendations_batch() -> Any:
         answer = router.recommend(user_id, k=asked.k)
         metrics.observe(answer, router.history_size(user_id))
         results.append(answer.to_dict())
-    return jsonify(shape(openapi.BatchAnswer, {"results": results}))
+    return respond(openapi.BatchAnswer, {"results": results})
 
 
 @api.get("/v1/trending")
 def trending() -> Any:
-    return jsonify(shape(openapi.Trending, _ext("router").trending(k=_int_arg("k"))))
+    return respond(openapi.Trending, _ext("router").trending(k=_int_arg("k")))
 
 
 @api.get("/v1/items/<path:item_id>/similar")
 def similar(item_id: str) -> Any:
-    return jsonify(shape(openapi.Similar, _ext("router").similar(item_id, k=_int_arg("k"))))
+    return respond(openapi.Similar, _ext("router").similar(item_id, k=_int_arg("k")))
 
 
 def _int_arg(name: str) -> int | None:
@@ -210,7 +210,7 @@ def post_events() -> Any:
         metrics.EVENTS.labels(outcome).inc(n)
     # 202: all taken (duplicates are accepted once); 400: per-record errors, valid ones kept.
     body = result.to_dict() | {"path": "events", "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
-    return jsonify(shape(openapi.EventsAnswer, body)), 202 if result.rejected == 0 else 400
+    return respond(openapi.EventsAnswer, body, 202 if result.rejected == 0 else 400)
 
 
 @api.get("/metrics")
@@ -224,7 +224,7 @@ def prometheus() -> Any:
 
 @api.get("/health/live")
 def live() -> Any:
-    return jsonify(shape(openapi.Live, {"status": "live"}))
+    return respond(openapi.Live, {"status": "live"})
 
 
 @api.get("/health/ready")
@@ -238,9 +238,8 @@ def ready() -> Any:
     breakers = {"model": router.breaker.snapshot(), "redis": router.redis.snapshot()}
     counts = _counts(router, _ext("events"))
     if registry.version is None:
-        return jsonify(shape(openapi.NotReadyAnswer, {"status": "not ready", "reason": status["problem"],
-                                                      "store": store_ok, "breakers": breakers,
-                                                      "counts": counts})), 503
+        return respond(openapi.NotReadyAnswer, {"status": "not ready", "reason": status["problem"],
+                                                "store": store_ok, "breakers": breakers, "counts": counts}, 503)
     body: dict[str, Any] = {"status": "ready", "model_version": registry.version, "source": status["source"],
                             "store": store_ok, "breakers": breakers, "counts": counts}
     degraded = [str(status["problem"])] if status["problem"] else []
@@ -248,7 +247,7 @@ def ready() -> Any:
         degraded.append("store unreachable: head lists unavailable, serving tail and fallback")
     if degraded:
         body["degraded"] = "; ".join(degraded)
-    return jsonify(shape(openapi.Ready, body))
+    return respond(openapi.Ready, body)
 
 
 def _counts(router: Router, events: EventLog | None) -> dict[str, int]:
@@ -291,6 +290,6 @@ def admin_rollback() -> Any:
         raise BadRequest('send {"version": "<a version `blink versions` lists>"}') from None
     previous = rollback(_ext("store"), cfg.layout.artifacts, wanted.version)
     log.warning("admin rollback: the store now names %s (was %s)", wanted.version, previous)
-    return jsonify(shape(openapi.RollbackAnswer, {
+    return respond(openapi.RollbackAnswer, {
         "version": wanted.version, "previous": previous,
-        "note": f"workers swap to it within serving.reload_seconds ({cfg.serving.reload_seconds:g} s)"}))
+        "note": f"workers swap to it within serving.reload_seconds ({cfg.serving.reload_seconds:g} s)"})

@@ -1,6 +1,6 @@
 """The API's shapes as pydantic models, and the OpenAPI 3.1 document generated from them.
 
-Handlers pass every JSON answer through ``shape(Model, body)``, so an answer that drifts from its
+Handlers pass every JSON answer through ``respond(Model, body)``, so an answer that drifts from its
 model fails loudly (a 500 in production, a failed test before that) instead of silently
 differing from the document served at ``/openapi.json``. The event body is described by the
 data contract itself (``contracts.validation.fields``), the rule ``POST /v1/events`` checks.
@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from flask import Response, jsonify
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_serializer
 from pydantic.json_schema import models_json_schema
 
 from contracts.validation import fields as contract_fields
@@ -72,6 +74,21 @@ class RecordErrors(Shape):
     index: int
     event_id: JsonValue = Field(description="the record's event_id as sent (any JSON value, or null)")
     errors: list[str]
+
+    @field_serializer("event_id")
+    def _strict_json(self, value: JsonValue) -> JsonValue:
+        """Python's parser takes NaN and Infinity; echoed as sent they would make the answer invalid JSON."""
+        return _finite(value)
+
+
+def _finite(value: JsonValue) -> JsonValue:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 class DroppedFields(Shape):
@@ -136,9 +153,13 @@ class RollbackAnswer(Shape):
     note: str
 
 
-def shape(model: type[Shape], body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` checked against ``model`` and serialised by it (keys given as null stay null)."""
-    return model.model_validate(body).model_dump(mode="json", exclude_unset=True)
+def respond(model: type[Shape], body: dict[str, Any], status: int = 200) -> Response:
+    """The JSON response of ``body`` checked against ``model`` (a ``ValidationError`` on drift); keys
+    given as null stay null, optional ones not given are left out. Written by Flask's JSON (ASCII
+    escapes), not pydantic's: an echoed lone surrogate (``"\\ud800"``) must not fail the answer."""
+    response = jsonify(model.model_validate(body).model_dump(mode="json", exclude_unset=True))
+    response.status_code = status
+    return response
 
 
 # --- the route table ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ status is documented for its route and its body matches the served /openapi.json
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,7 @@ def odd_value(rng: random.Random, depth: int = 0) -> Any:
     if depth < 12 and roll < 0.3:
         return {rng.choice(ODD_IDS + ["user_ids", "k", "event_id"]): odd_value(rng, depth + 1)
                 for _ in range(rng.randint(0, 3))}
-    return rng.choice([None, True, False, 0, -1, 1.5, 10 ** 30, 1e308, "", *ODD_IDS])
+    return rng.choice([None, True, False, 0, -1, 1.5, 10 ** 30, 1e308, math.nan, math.inf, -math.inf, "", *ODD_IDS])
 
 
 def odd_event(rng: random.Random, n: int) -> Any:
@@ -97,7 +98,8 @@ def requests_to_send(rng: random.Random) -> list[tuple[str, str, str, dict[str, 
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value).encode()  # lone surrogates go out as \ud800 escapes, as a client would send
+    # lone surrogates go out as \ud800 escapes, as a client would send; NaN and Infinity as Python writes them
+    return json.dumps(value).encode()
 
 
 def test_http_fuzzed_requests_never_5xx_and_always_match_the_document(tmp_path: Path,

@@ -6,6 +6,7 @@ model fails here (and, at run time, in ``shape``)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,6 @@ JSON_ERROR_KEYS = {"error", "message"}
 
 def conforms(doc: dict[str, Any], method: str, route: str, status: int, content_type: str, body: bytes) -> None:
     """Fail unless ``status`` is documented for ``method route`` and ``body`` matches its schema."""
-    import json
-
     responses = doc["paths"][route][method]["responses"]
     assert str(status) in responses, f"{method.upper()} {route} answered {status}, not documented: {body[:300]!r}"
     content = responses[str(status)]["content"]
@@ -37,7 +36,8 @@ def conforms(doc: dict[str, Any], method: str, route: str, status: int, content_
     if media != "application/json":
         return
     schema = {**content[media]["schema"], "components": doc["components"]}  # refs resolve against the root
-    errors = sorted(Draft202012Validator(schema).iter_errors(json.loads(body)), key=str)
+    parsed = json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} is not JSON: {body[:300]!r}"))
+    errors = sorted(Draft202012Validator(schema).iter_errors(parsed), key=str)
     assert not errors, f"{method.upper()} {route} {status}: {errors[0].message[:300]} in {body[:300]!r}"
 
 
@@ -133,6 +133,15 @@ def test_events_answers_conform(tmp_path: Path) -> None:
     check(app, "post", EV, EV, 429, json=[event(6, event_type="x"), event(7, event_type="x")], headers=auth)
 
 
+def test_events_answers_are_strict_json_even_for_nan_ids(tmp_path: Path) -> None:
+    """Python's parser accepts NaN / Infinity; the answer echoing such an event_id must still be JSON
+    (``conforms`` parses strictly)."""
+    app = make_app(tmp_path)
+    with_events(app, tmp_path)
+    for raw in ('{"event_id": NaN}', '[{"event_id": [Infinity, {"a": -Infinity}]}]', '{"event_id": 1e999}'):
+        check(app, "post", EV, EV, 400, data=raw, content_type="application/json")
+
+
 def test_events_unavailable_conform(tmp_path: Path) -> None:
     check(make_app(tmp_path), "post", EV, EV, 503, json=event(1))  # no stream configured
     app = make_app(tmp_path)
@@ -174,7 +183,7 @@ def test_a_handler_drifting_from_its_model_fails(tmp_path: Path, monkeypatch: py
     response = app.test_client().get("/v1/trending")  # logged with its traceback, never half-sent
     assert response.status_code == 500 and response.get_json()["error"] == "InternalError"
     with pytest.raises(ValidationError, match="extra"):
-        openapi.shape(openapi.Trending, original(3) | {"extra": 1})
+        openapi.respond(openapi.Trending, original(3) | {"extra": 1})
 
 
 # --- POST /admin/rollback -------------------------------------------------------------------------
