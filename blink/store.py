@@ -19,6 +19,14 @@ from blink.errors import UnknownVersion
 from blink.keys import CURRENT_VERSION, HEAD, META, SIMILAR, TRENDING, USER_SESSION, VERSIONS, Keys
 
 Scored = list[tuple[str, float]]
+# KEYS[1] = the version's meta key, KEYS[2] = the pointer; ARGV[1] = the version. 1 = switched.
+_SWITCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+"""
 
 
 def encode(items: Scored, version: str) -> str:
@@ -39,6 +47,7 @@ class RecStore(Protocol):
     def versions(self) -> list[str]: ...
     def publish(self, version: str, heads: Iterable[tuple[str, Scored]], trending: Scored,
                 meta: dict[str, Any], keep: int = 3, similar: Iterable[tuple[str, Scored]] = ()) -> int: ...
+    def switch(self, version: str) -> None: ...
     def ping(self) -> bool: ...
 
 
@@ -109,10 +118,12 @@ class RedisStore:
             self.r.zrem(self.k.global_(VERSIONS), version)
 
     def switch(self, version: str) -> None:
-        """Point readers at an already published version (rollback)."""
-        if self.meta(version) is None:
+        """Point readers at an already published version (rollback). The check that its keys are
+        still there and the SET are one Lua script, so a concurrent publish's expiry cannot slip
+        between them and leave the pointer naming a deleted version."""
+        switched = self.r.eval(_SWITCH, 2, self.k.versioned(version, META), self.k.global_(CURRENT_VERSION), version)
+        if not switched:
             raise UnknownVersion(f"version {version} is not in the store; known: {self.versions()}")
-        self.r.set(self.k.global_(CURRENT_VERSION), version)
 
     def ping(self) -> bool:
         try:

@@ -10,9 +10,11 @@ from urllib.parse import unquote_to_bytes
 
 import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from pydantic import ValidationError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from blink import config as config_mod
 from blink import redis_client
@@ -23,19 +25,21 @@ from blink.keys import Keys
 from blink.session_store import RedisSessions
 from blink.store import RecStore, RedisStore
 from contracts.dlq import DeadLetterQueue
-from serving import metrics
+from serving import metrics, openapi
 from serving.body import parse_json, read_limited
 from serving.breaker import Breaker
 from serving.event_log import EventLog
 from serving.letter_budget import LetterBudget
+from serving.openapi import respond
 from serving.registry import Registry
+from serving.rollback import Forbidden, rollback
 from serving.router import Router
 from serving.session_updater import SessionUpdater
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
 MAX_BODY_BYTES = 1 << 20  # POST bodies, chunked or not
-MAX_BATCH_USERS = 100  # users per POST /v1/recommendations: each is a full answer under its own deadline
+MAX_BATCH_USERS = openapi.MAX_BATCH_USERS
 
 
 def create_app(cfg: Config | None = None, store: RecStore | None = None, start_reload: bool = True) -> Flask:
@@ -64,11 +68,20 @@ def create_app(cfg: Config | None = None, store: RecStore | None = None, start_r
     app.extensions["blink"] = {"cfg": cfg, "store": store, "registry": registry, "events": events,
                                "router": Router(cfg.serving, store, registry, sessions=sessions,
                                                 blend=cfg.session.blend, redis_breaker=shared_redis)}
+    app.extensions["blink"]["openapi"] = openapi.document()
+    app.url_map.converters["path"] = IdPath
     app.register_blueprint(api)
     app.register_error_handler(BlinkError, _blink_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
+
+
+class IdPath(PathConverter):
+    """werkzeug's ``path`` converter, but matching newlines too: an id with one (``u%0A``) reaches
+    the handler and gets the id rule's 400, not a bare 404 for a route that exists."""
+
+    regex = r"[^/](?s:.)*?"
 
 
 def letter_budget(cfg: Config) -> LetterBudget:
@@ -132,37 +145,36 @@ def recommendations(user_id: str) -> Any:
     answer = router.recommend(user_id, k=k, device=request.args.get("device"),
                               session_id=request.args.get("session_id"))
     metrics.observe(answer, router.history_size(user_id))
-    return jsonify(answer.to_dict())
+    return respond(openapi.Recommendation, answer.to_dict())
 
 
 @api.post("/v1/recommendations")
 def recommendations_batch() -> Any:
     """Many users in one request (emails, notifications): each answered as GET would answer it."""
     body = parse_json(read_limited(request, MAX_BODY_BYTES), '{"user_ids": [...], "k": N}')
-    users = body.get("user_ids") if isinstance(body, dict) else None
-    if not isinstance(users, list) or not 1 <= len(users) <= MAX_BATCH_USERS \
-            or not all(isinstance(u, str) for u in users):
-        raise BadRequest(f'send {{"user_ids": [1 to {MAX_BATCH_USERS} user id strings], "k": N}}')
-    k = body.get("k")
-    if k is not None and (not isinstance(k, int) or isinstance(k, bool)):
-        raise BadRequest(f"k must be an integer; got {k!r}")
+    try:
+        asked = openapi.BatchRequest.model_validate(body, strict=True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:3])
+        raise BadRequest(f'send {{"user_ids": [1 to {MAX_BATCH_USERS} user id strings], "k": N}} ({problems})') \
+            from None
     router: Router = _ext("router")
     results = []
-    for user_id in users:
-        answer = router.recommend(user_id, k=k)
+    for user_id in asked.user_ids:
+        answer = router.recommend(user_id, k=asked.k)
         metrics.observe(answer, router.history_size(user_id))
         results.append(answer.to_dict())
-    return jsonify({"results": results})
+    return respond(openapi.BatchAnswer, {"results": results})
 
 
 @api.get("/v1/trending")
 def trending() -> Any:
-    return jsonify(_ext("router").trending(k=_int_arg("k")))
+    return respond(openapi.Trending, _ext("router").trending(k=_int_arg("k")))
 
 
 @api.get("/v1/items/<path:item_id>/similar")
 def similar(item_id: str) -> Any:
-    return jsonify(_ext("router").similar(item_id, k=_int_arg("k")))
+    return respond(openapi.Similar, _ext("router").similar(item_id, k=_int_arg("k")))
 
 
 def _int_arg(name: str) -> int | None:
@@ -198,7 +210,7 @@ def post_events() -> Any:
         metrics.EVENTS.labels(outcome).inc(n)
     # 202: all taken (duplicates are accepted once); 400: per-record errors, valid ones kept.
     body = result.to_dict() | {"path": "events", "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
-    return jsonify(body), 202 if result.rejected == 0 else 400
+    return respond(openapi.EventsAnswer, body, 202 if result.rejected == 0 else 400)
 
 
 @api.get("/metrics")
@@ -212,7 +224,7 @@ def prometheus() -> Any:
 
 @api.get("/health/live")
 def live() -> Any:
-    return jsonify({"status": "live"})
+    return respond(openapi.Live, {"status": "live"})
 
 
 @api.get("/health/ready")
@@ -226,8 +238,8 @@ def ready() -> Any:
     breakers = {"model": router.breaker.snapshot(), "redis": router.redis.snapshot()}
     counts = _counts(router, _ext("events"))
     if registry.version is None:
-        return jsonify({"status": "not ready", "reason": status["problem"], "store": store_ok,
-                        "breakers": breakers, "counts": counts}), 503
+        return respond(openapi.NotReadyAnswer, {"status": "not ready", "reason": status["problem"],
+                                                "store": store_ok, "breakers": breakers, "counts": counts}, 503)
     body: dict[str, Any] = {"status": "ready", "model_version": registry.version, "source": status["source"],
                             "store": store_ok, "breakers": breakers, "counts": counts}
     degraded = [str(status["problem"])] if status["problem"] else []
@@ -235,7 +247,7 @@ def ready() -> Any:
         degraded.append("store unreachable: head lists unavailable, serving tail and fallback")
     if degraded:
         body["degraded"] = "; ".join(degraded)
-    return jsonify(body)
+    return respond(openapi.Ready, body)
 
 
 def _counts(router: Router, events: EventLog | None) -> dict[str, int]:
@@ -246,3 +258,38 @@ def _counts(router: Router, events: EventLog | None) -> dict[str, int]:
     if events is not None:
         counts["events_refused_stream_full"] = events.refused_full
     return counts
+
+
+@api.get("/openapi.json")
+def openapi_document() -> Any:
+    """The OpenAPI 3.1 document, generated from the models the handlers answer through."""
+    return jsonify(_ext("openapi"))
+
+
+@api.get("/docs")
+def docs() -> Any:
+    """The same document as a plain HTML page (no scripts, no CDN: works offline)."""
+    return Response(openapi.docs_page(_ext("openapi")), content_type="text/html; charset=utf-8")
+
+
+@api.post("/admin/rollback")
+def admin_rollback() -> Any:
+    """Point the store at an older complete version; every worker swaps to it on its next poll."""
+    cfg: Config = _ext("cfg")
+    token = cfg.serving.ingest_token
+    if token is None:
+        raise Forbidden("the admin API is disabled: set BLINK_SERVING__INGEST_TOKEN to enable it, "
+                        "or use `blink rollback VERSION` on the host")
+    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                               f"Bearer {token.get_secret_value()}".encode()):
+        raise Unauthorized("POST /admin/rollback needs the header 'Authorization: Bearer <serving.ingest_token>'")
+    body = parse_json(read_limited(request, 4096), '{"version": "..."}')
+    try:
+        wanted = openapi.RollbackRequest.model_validate(body, strict=True)
+    except ValidationError:
+        raise BadRequest('send {"version": "<a version `blink versions` lists>"}') from None
+    previous = rollback(_ext("store"), cfg.layout.artifacts, wanted.version)
+    log.warning("admin rollback: the store now names %s (was %s)", wanted.version, previous)
+    return respond(openapi.RollbackAnswer, {
+        "version": wanted.version, "previous": previous,
+        "note": f"workers swap to it within serving.reload_seconds ({cfg.serving.reload_seconds:g} s)"})

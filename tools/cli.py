@@ -451,6 +451,71 @@ def evaluate() -> None:
         console.print(f"report: {report_html}")
 
 
+def _store(cfg: config_mod.Config) -> Any:
+    """The recommendation store (Redis), or a clear error when it cannot be reached."""
+    import redis
+
+    from blink import redis_client
+    from blink.keys import Keys
+    from blink.store import RedisStore
+
+    store = RedisStore(redis_client.client(cfg, timeout_s=5.0), Keys(cfg.redis.key_prefix))
+    try:
+        store.r.ping()
+    except redis.RedisError as exc:
+        raise click.ClickException(f"the store ({redis_client.url(cfg)}) is unreachable: {exc}; "
+                                   "`blink serve` starts Blink's own redis-server") from None
+    return store
+
+
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M") if ms else "-"
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per version instead of a table")
+def versions(as_json: bool) -> None:
+    """Model versions on disk and in the store: data cut-off, publish time, evaluation, which is served."""
+    from rich.table import Table
+
+    from serving.rollback import list_versions
+
+    cfg = _cfg()
+    found = list_versions(_store(cfg), cfg.layout.artifacts)
+    if as_json:
+        for v in found:
+            click.echo(json.dumps(v.to_dict()))
+        return
+    k = cfg.eval.k
+    table = Table(title=f"model versions in {cfg.layout.artifacts} (newest published first)")
+    for col in ("", "version", "as of (UTC)", "published (UTC)", f"ndcg@{k}", f"recall@{k}", "fitted from",
+                "rollback target"):
+        table.add_column(col)
+    for v in found:
+        blink_row = (v.eval or {}).get("two_stage", {})
+        ndcg, recall = blink_row.get(f"ndcg@{k}"), blink_row.get(f"recall@{k}")
+        target = "yes" if v.complete and v.in_store else ("no: incomplete" if not v.complete else "no: expired")
+        table.add_row("▶ served" if v.served else "", v.version, _when(v.as_of_ms), _when(v.published_at_ms),
+                      f"{ndcg:.4f}" if ndcg is not None else "-", f"{recall:.4f}" if recall is not None else "-",
+                      v.fitted_from or "-", target)
+    Console(width=160).print(table)
+    if not found:
+        console.print("no versions yet: `blink run-dag` publishes the first")
+
+
+@cli.command("rollback")
+@click.argument("version")
+def rollback_(version: str) -> None:
+    """Serve VERSION again: one atomic switch of the store's pointer (workers follow on their next poll)."""
+    from serving.rollback import rollback
+
+    cfg = _cfg()
+    previous = rollback(_store(cfg), cfg.layout.artifacts, version)
+    undo = f" `blink rollback {previous}` undoes this." if previous and previous != version else ""
+    console.print(f"[green]the store now names {version}[/] (was {previous}); running workers swap to it within "
+                  f"{cfg.serving.reload_seconds:g} s.{undo}", highlight=False)
+
+
 @cli.command()
 @click.option("--rate", type=float, default=100.0, help="requests per second, per scenario")
 @click.option("--seconds", type=float, default=10.0, help="duration of each scenario")
