@@ -70,7 +70,7 @@ def test_daemon_logs_model_load_failures_and_writes_owner_only_files(
         daemon: tuple[dict[str, str], str]) -> None:
     env, base = daemon
     log = var_of(env) / "logs" / "serving.log"
-    wait_for(lambda: log.exists() and "model load failed" in log.read_text())
+    wait_for(lambda: log.exists() and "failed to load" in log.read_text())
     text = log.read_text()
     assert f"version {BROKEN}" in text or "Traceback" in text
     assert "ERROR" in text and "serving.registry" in text
@@ -92,8 +92,8 @@ def test_foreground_serve_logs_to_stderr_and_the_file(tmp_path: Path, redis_serv
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True).start()
     try:
-        wait_for(lambda: any("model load failed" in line for line in lines))
-        assert "model load failed" in (var_of(env) / "logs" / "serving.log").read_text()
+        wait_for(lambda: any("failed to load" in line for line in lines))
+        assert "failed to load" in (var_of(env) / "logs" / "serving.log").read_text()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
