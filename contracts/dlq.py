@@ -66,6 +66,17 @@ class DeadLetter:
 
 
 _KEYS = tuple(f.name for f in fields(DeadLetter))
+QUARANTINE = "quarantine:"  # the source of a letter that stands for a whole file no reader could open
+QUARANTINED = "file: could not be read"  # its reason's "field: rule"
+
+
+def quarantined_file(kind: str, where: str, size: int, why: str, at_ms: int) -> DeadLetter:
+    """The letter of a landing file left out of a run because it could not be read at all
+    (``where`` is ``<table>/<file name>``). Its payload names the file, which stays in place:
+    it may be large and need not be text. ``replay`` keeps such letters as they are."""
+    return DeadLetter(source=QUARANTINE + where, kind=kind, payload=json.dumps({"file": where, "bytes": size}),
+                      reason=f"{QUARANTINED} ({why.replace(';', ',')}), fix it and land it again with `blink ingest`",
+                      at_ms=at_ms)  # one "; "-separated problem, so it is grouped under one reason key
 
 Validator = Callable[[str, Mapping[str, Any]], list[str]]  # (kind, record) -> problems
 Sink = Callable[[str, list[dict[str, Any]]], None]  # (kind, now-valid records)
@@ -87,6 +98,8 @@ def parse_payload(payload: str) -> tuple[dict[str, Any] | None, str | None]:
         record = json.loads(payload)
     except ValueError as exc:
         return None, f"not valid JSON: {exc}"
+    except RecursionError:  # the parser recurses per level: ~1000 levels of [[[... are enough
+        return None, "not valid JSON: nested too deeply to read"
     if not isinstance(record, dict):
         return None, "a record must be a JSON object"
     return record, None
@@ -217,10 +230,12 @@ class DeadLetterQueue:
                 if letter is None:  # not ours to judge (torn or unreadable): keep it as it is
                     kept[path].append(raw)
                     continue
-                record, problem = parse_payload(letter.payload)
-                if record is not None:
-                    record = _as_read(kind, record, letter.source)
-                errors = [str(problem)] if record is None else validate_fn(kind, record)
+                if letter.source.startswith(QUARANTINE):  # a whole file, not a record: kept as it is
+                    kept[path].append(raw)
+                    reasons.update(reason_keys(letter.reason))
+                    still += 1
+                    continue
+                record, errors = _judge(kind, letter, validate_fn)
                 if record is not None and not errors:
                     records.append(record)
                     continue
@@ -308,6 +323,19 @@ class DeadLetterQueue:
         dirs = [self.directory / kind] if kind else sorted(self.directory.iterdir())
         # Temporary files start with "." and do not end in .jsonl, so they are never read.
         return [p for d in dirs if d.is_dir() for p in sorted(d.glob("[!.]*.jsonl"))]
+
+
+def _judge(kind: str, letter: DeadLetter, validate_fn: Validator) -> tuple[dict[str, Any] | None, list[str]]:
+    """A letter's record as the door reads it today, and what the current contract says of it;
+    a record whose checking raises is kept with that as its reason (replay goes on)."""
+    record, problem = parse_payload(letter.payload)
+    if record is None:
+        return None, [str(problem)]
+    try:
+        record = _as_read(kind, record, letter.source)
+        return record, validate_fn(kind, record)
+    except Exception as exc:  # noqa: BLE001 - one record must not stop the replay; the reason says what happened
+        return None, [f"record: could not be processed ({type(exc).__name__}: {str(exc)[:200]})"]
 
 
 def _as_read(kind: str, record: dict[str, Any], source: str) -> dict[str, Any]:

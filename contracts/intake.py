@@ -5,11 +5,17 @@ takes JSON text as it was received (landing files read by Spark) and keeps that 
 byte, as the letter's payload. Either way a record is judged by ``contracts.validation`` only,
 and nothing is lost: every input is either valid or exactly one letter. Writing the letters
 is the caller's (``DeadLetterQueue.add``, or ``add_batch_file`` for an idempotent job).
+
+No record can stop a batch: one whose checking raises (JSON nested too deep to read, a bug a
+strange value finds) becomes a letter saying so (``record: could not be processed``), and the
+rest go on. ``split_lines`` hands on a valid record in the contract's shape (``normalise``:
+fields the contract does not define are dropped), so nothing it did not check travels further.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +23,10 @@ from typing import Any
 
 from contracts import cells
 from contracts.dlq import DeadLetter, parse_payload
-from contracts.validation import Kind, normalize, validate
+from contracts.validation import Kind, normalise, normalize, validate
+
+log = logging.getLogger(__name__)
+UNPROCESSABLE = "record: could not be processed"  # the reason's "field: rule" (contracts.dlq.reason_keys)
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,7 @@ def split_received(rows: Iterable[Received], kind: Kind, source: str, now_ms: in
         if row.problem is not None:
             problems = [row.problem]
         else:
-            record = normalize(kind, row.record)
-            problems = validate(kind, record, now_ms=now)  # also says so when it is not a mapping
+            record, problems = _judge(kind, row.record, now)
             if not problems:
                 out.valid.append(record)
                 continue
@@ -93,14 +101,28 @@ def split_lines(lines: Iterable[tuple[str, str]], kind: Kind, now_ms: int) -> It
     """
     for source, text in lines:
         record, problem = parse_payload(text)
-        if record is not None and source.endswith(".csv"):
+        if record is None:
+            yield _letter(source, kind, text, [str(problem)], now_ms)
+            continue
+        record, problems = _judge(kind, record, now_ms, csv=source.endswith(".csv"))
+        if problems:
+            yield _letter(source, kind, text, problems, now_ms)
+        else:
+            yield normalise(kind, record)
+
+
+def _judge(kind: Kind, record: Any, now_ms: int, csv: bool = False) -> tuple[Any, list[str]]:
+    """The record with its times in epoch ms (a ``csv`` row's cells read in the contract's types
+    first) and its problems; a record whose checking raises has that as its one problem, so it
+    is dead-lettered instead of failing the batch that holds it."""
+    try:
+        if csv:
             record = cells.csv_row(kind, record)  # CSV cells are text whatever a reader guessed
         record = normalize(kind, record)
-        problems = [str(problem)] if record is None else validate(kind, record, now_ms=now_ms)
-        if record is not None and not problems:
-            yield record
-        else:
-            yield _letter(source, kind, text, problems, now_ms)
+        return record, validate(kind, record, now_ms=now_ms)  # also says so when it is not a mapping
+    except Exception as exc:  # noqa: BLE001 - anything: the record is dead-lettered with the error, and logged
+        log.warning("a %s record could not be processed: %s: %s", kind, type(exc).__name__, exc)
+        return record, [f"{UNPROCESSABLE} ({type(exc).__name__}: {str(exc)[:200]})"]
 
 
 def _letter(source: str, kind: Kind, payload: str, problems: list[str], now_ms: int) -> DeadLetter:

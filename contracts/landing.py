@@ -23,6 +23,7 @@ import csv
 import glob
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from contracts.tables import KEYS, KIND_OF, TABLES
 from contracts.validation import Kind, timestamp_ms
 
 SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,6 +78,8 @@ def read(path: Path, table: str | None = None) -> FileRows:
     except UnicodeDecodeError as exc:
         raise BadRequest(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
                          "save it as UTF-8 and ingest it again") from None
+    except csv.Error as exc:  # e.g. a field over the csv module's limit
+        raise BadRequest(f"{path.name}: not a readable CSV file ({exc})") from None
     raise BadRequest(f"{path.name}: unsupported file type {path.suffix!r}; use .parquet, .csv or .jsonl")
 
 
@@ -255,11 +259,17 @@ def event_times(path: Path) -> list[int]:
 
 def folder_event_times(folder: Path, plausible: range) -> list[int]:
     """The plausible event times (epoch ms within ``plausible``) of every landing file in
-    ``folder``, whatever its format."""
+    ``folder``, whatever its format. A file that cannot be read is skipped, with a warning:
+    the ingest task quarantines it, and it must not stop a run from starting."""
     out: list[int] = []
     for path in sorted(folder.glob("*")):
         if path.suffix in SUFFIXES and not path.name.startswith("."):
-            out += [v for v in event_times(path) if v in plausible]
+            try:
+                times = event_times(path)
+            except (BadRequest, OSError, ValueError, NotImplementedError) as exc:  # pyarrow's errors are these
+                log.warning("landing file %s skipped: cannot be read (%s)", path, exc)
+                continue
+            out += [v for v in times if v in plausible]
     return out
 
 

@@ -11,6 +11,14 @@ Exactly once, and idempotent per data interval:
 - rejects of a run go to one dead-letter batch file per table and interval, replaced on re-run.
 Every record is checked by contracts.intake, the same door the API and the importers use;
 the columns come from the contract's newest schema (contracts.derived).
+
+Nothing in a landing file can stop the run (so one bad input cannot stop every later run):
+a record that cannot be parsed or checked is a dead letter (contracts.intake); a file Spark
+cannot read (a truncated Parquet file, say) is quarantined: left out of the run, one letter
+saying why (source ``quarantine:<table>/<file>``), counted as ``quarantined`` in the report
+and marked taken like the others, so later runs never read it again (a re-run of the same
+interval tries it again, and quarantines it again). The file stays where it is, for whoever
+fixes it and lands it again (``blink ingest``).
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ from typing import Any
 from blink.config import Config
 from contracts import intake
 from contracts.derived import spark_ddl
-from contracts.dlq import DeadLetter, DeadLetterQueue
+from contracts.dlq import DeadLetter, DeadLetterQueue, quarantined_file
 from contracts.tables import KEYS, KIND_OF, TABLES
+from contracts.validation import Kind
 from jobs.interval import Interval
 from jobs.spark import get_spark
 
@@ -81,7 +90,7 @@ def run(cfg: Config, interval: Interval) -> dict[str, Any]:
     client, keys = redis_client.client(cfg, timeout_s=30.0), Keys(cfg.redis.key_prefix)
     dlq = DeadLetterQueue(cfg.layout.dlq)
     now_ms = int(time.time() * 1000)
-    report: dict[str, Any] = {"stream": stream.drain(client, keys, landing, lake)}
+    report: dict[str, Any] = {"stream": stream.drain(client, keys, landing, lake, dlq)}
     for table in TABLES.values():
         files = files_for(landing, lake, table, interval.interval_id)
         if files:
@@ -97,11 +106,10 @@ def _ingest_table(spark: Any, table: str, files: list[Path], lake: Path, dlq: De
     from pyspark.sql import functions as F
 
     kind = KIND_OF[table]
-    rdd = spark.sparkContext.union([_json_lines(spark, p) for p in files])
-    # Each (source, JSON text) becomes its valid record or its dead letter, on the workers.
-    checked = rdd.mapPartitions(functools.partial(intake.split_lines, kind=kind, now_ms=now_ms)).cache()
-    letters = checked.filter(lambda r: isinstance(r, DeadLetter)).collect()
-    dlq.add_batch_file(f"{table}-{batch}", letters)
+    checked, letters, quarantined = _check_files(spark, table, files, now_ms)
+    dlq.add_batch_file(f"{table}-{batch}", letters + [
+        quarantined_file(kind, f"{table}/{path.name}", path.stat().st_size, why, now_ms)
+        for path, why in quarantined])
     good = checked.filter(lambda r: not isinstance(r, DeadLetter)).map(json.dumps)
     frame = spark.read.schema(spark_ddl(kind)).json(good)
     sent, valid = checked.count(), frame.count()
@@ -125,7 +133,63 @@ def _ingest_table(spark: Any, table: str, files: list[Path], lake: Path, dlq: De
         _merge_snapshot(spark, frame, lake / table, key)
     checked.unpersist()
     return {"files": len(files), "sent": sent, "accepted": accepted, "duplicates": valid - accepted,
-            "dead_lettered": len(letters)}
+            "dead_lettered": len(letters), "quarantined": len(quarantined)}
+
+
+def _check_files(spark: Any, table: str, files: list[Path], now_ms: int) -> tuple[Any, list[DeadLetter],
+                                                                                  list[tuple[Path, str]]]:
+    """Every record of the files checked: the checked RDD (cached, each element a valid record or
+    its letter), the letters, and the files left out with the reason (Spark could not read them).
+
+    A file that fails when it is opened (a Parquet footer) is left out at once; one that fails
+    only when its rows are read (a corrupt page) fails the whole job: then each file is checked
+    on its own to find it, and the job runs again without it. The usual run pays nothing for this.
+    """
+    from py4j.protocol import Py4JError  # type: ignore[import-untyped]  # Spark's JVM bridge, untyped
+    from pyspark.errors import PySparkException
+
+    errors = (PySparkException, Py4JError)  # what a JVM or Python-worker failure raises on the driver
+    quarantined: list[tuple[Path, str]] = []
+    readable: dict[Path, Any] = {}
+    for path in files:
+        try:
+            readable[path] = _json_lines(spark, path)
+        except errors as exc:
+            quarantined.append((path, _why(exc)))
+    try:
+        checked, letters = _checked(spark, list(readable.values()), KIND_OF[table], now_ms)
+    except errors as exc:
+        log.warning("ingest %s: a landing file failed the job (%s); reading each on its own", table, _why(exc))
+        for path, rdd in list(readable.items()):
+            try:  # the same work as the whole job's, on this file alone
+                _checked(spark, [rdd], KIND_OF[table], now_ms)[0].unpersist()
+            except errors as file_exc:
+                quarantined.append((path, _why(file_exc)))
+                del readable[path]
+        checked, letters = _checked(spark, list(readable.values()), KIND_OF[table], now_ms)  # not a file's fault: raise
+    for path, why in quarantined:
+        log.warning("ingest %s: quarantined landing file %s: %s", table, path.name, why)
+    return checked, letters, quarantined
+
+
+def _checked(spark: Any, rdds: list[Any], kind: Kind, now_ms: int) -> tuple[Any, list[DeadLetter]]:
+    """Each (source, JSON text) becomes its valid record or its dead letter, on the workers."""
+    rdd = spark.sparkContext.union(rdds) if rdds else spark.sparkContext.emptyRDD()
+    checked = rdd.mapPartitions(functools.partial(intake.split_lines, kind=kind, now_ms=now_ms)).cache()
+    try:
+        return checked, checked.filter(lambda r: isinstance(r, DeadLetter)).collect()
+    except BaseException:
+        checked.unpersist()
+        raise
+
+
+def _why(exc: BaseException) -> str:
+    """A Spark error in a line: what the JVM said and its root cause, not its stack trace."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # py4j's first line is "An error occurred while calling o66.parquet."; the JVM's message follows.
+    said = next((line[2:] for line in lines if line.startswith(": ")), lines[0] if lines else type(exc).__name__)
+    causes = [line[len("Caused by: "):] for line in lines if line.startswith("Caused by: ")]
+    return (said + (f" (caused by {causes[-1]})" if causes else ""))[:500]
 
 
 def _merge_snapshot(spark: Any, new: Any, target: Path, key: str) -> None:

@@ -20,7 +20,7 @@ from blink import config as config_mod
 from blink import redis_client
 from blink.candidates import SourceSizes
 from blink.config import Config
-from blink.errors import BadRequest, BlinkError, NotReady, Unauthorized
+from blink.errors import BadRequest, BlinkError, ConfigError, NotReady, Unauthorized
 from blink.keys import Keys
 from blink.session_store import RedisSessions
 from blink.store import RecStore, RedisStore
@@ -40,13 +40,20 @@ log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
 MAX_BODY_BYTES = 1 << 20  # POST bodies, chunked or not
 MAX_BATCH_USERS = openapi.MAX_BATCH_USERS
+# Where the app starts without serving.ingest_token (a developer's machine, the test suite);
+# every other BLINK_ENV (prod, bench, retail, movielens, one of your own) requires it.
+TOKEN_OPTIONAL_ENVS = ("dev", "test")
 
 
-def create_app(cfg: Config | None = None, store: RecStore | None = None, start_reload: bool = True) -> Flask:
+def create_app(cfg: Config | None = None, store: RecStore | None = None, start_reload: bool = True,
+               listening: bool = True) -> Flask:
     """The serving app. With no ``store`` it uses Redis (Blink's own or ``REDIS_URL``) for the
     recommendation store, the session state and the event stream; a given store (tests, a
-    Redis-less single process) serves recommendations without the live-event features."""
+    Redis-less single process) serves recommendations without the live-event features.
+    ``listening=False`` (``blink recommend``: no port is opened) skips the ingest-token rule."""
     cfg = cfg or config_mod.load()
+    if listening:
+        require_ingest_token(cfg)
     events, sessions = None, None
     shared_redis = Breaker.for_redis()  # one per worker: reads and event appends
     if store is None:
@@ -82,6 +89,17 @@ class IdPath(PathConverter):
     the handler and gets the id rule's 400, not a bare 404 for a route that exists."""
 
     regex = r"[^/](?s:.)*?"
+
+
+def require_ingest_token(cfg: Config) -> None:
+    """Outside ``TOKEN_OPTIONAL_ENVS`` the app does not start without ``serving.ingest_token``:
+    anyone who reached POST /v1/events could then write events and join any session to any
+    user's page (a login-merge)."""
+    if cfg.serving.ingest_token is None and cfg.env not in TOKEN_OPTIONAL_ENVS:
+        raise ConfigError(
+            f"BLINK_ENV={cfg.env}: serving.ingest_token is required outside {' and '.join(TOKEN_OPTIONAL_ENVS)}: "
+            "set BLINK_SERVING__INGEST_TOKEN to a long random secret (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))') and have producers send 'Authorization: Bearer <token>'")
 
 
 def letter_budget(cfg: Config) -> LetterBudget:
@@ -189,8 +207,9 @@ def _int_arg(name: str) -> int | None:
 def post_events() -> Any:
     cfg: Config = _ext("cfg")
     token = cfg.serving.ingest_token
-    if token is not None and not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
-                                                     f"Bearer {token.get_secret_value()}".encode()):
+    authenticated = token is not None and hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                                              f"Bearer {token.get_secret_value()}".encode())
+    if token is not None and not authenticated:
         raise Unauthorized("POST /v1/events needs the header 'Authorization: Bearer <serving.ingest_token>'")
     if not request.is_json:
         raise BadRequest("the body must be JSON: one event object, or a list of them")
@@ -204,7 +223,9 @@ def post_events() -> Any:
     if events is None:
         raise NotReady("this server has no event stream configured")
     started = time.perf_counter()
-    result = events.accept(records)  # NotReady (503) when the stream is unreachable: nothing was taken
+    # Login-merges only from an authenticated producer; with no token configured (dev, test only)
+    # from anyone, as before: a documented risk (README "Resilience").
+    result = events.accept(records, merge_users=authenticated or token is None)  # NotReady (503): nothing taken
     for outcome, n in (("accepted", result.accepted), ("duplicate", result.duplicates),
                        ("dead_lettered", result.rejected)):
         metrics.EVENTS.labels(outcome).inc(n)

@@ -8,6 +8,12 @@ go to the dead-letter queue with their reason, within the API's dead-letter budg
 (serving/letter_budget.py), and only once the valid ones are in the stream: a batch refused
 with 503 (stream unreachable) leaves no letters, so its retry does not dead-letter twice.
 The batch ``ingest`` task drains the stream into the lake (jobs/stream.py).
+
+A login-merge (an event's ``user_id`` joining its session to that user, so the session drives
+the user's next page) is applied to the live sessions only for events accepted with
+``merge_users=True``: the app passes it for a producer that authenticated with
+``serving.ingest_token`` (or when no token is configured, in dev and test). Otherwise the
+event is stored as sent, and its session advances without a user.
 """
 
 from __future__ import annotations
@@ -79,8 +85,9 @@ class EventLog:
     def stream(self) -> str:
         return self.k.global_(EVENTS)
 
-    def accept(self, records: Sequence[Any], source: str = "api") -> BatchResult:
+    def accept(self, records: Sequence[Any], source: str = "api", merge_users: bool = False) -> BatchResult:
         """Validate, append the valid ones once, then dead-letter the invalid. Counts add up.
+        ``merge_users``: the producer may join sessions to users (login-merge), see above.
 
         Raises (nothing taken, nothing dead-lettered): ``NotReady`` (503) when the stream is
         unreachable or its breaker is open; the budget's 413 / 429 when the letters would not fit.
@@ -109,7 +116,7 @@ class EventLog:
             raise NotReady(f"event stream unavailable ({reason}); retry the whole request later, "
                            "nothing was lost") from None
         if STREAM_FULL in outcomes:
-            self._refuse_full(valid, outcomes, hold)
+            self._refuse_full(valid, outcomes, hold, merge_users)
         if letters:
             self.dlq.add(letters)
         index_of = {id(r): i for i, r in enumerate(records)}
@@ -124,10 +131,12 @@ class EventLog:
                 fresh.append(record)
             else:
                 result.duplicates += 1
-        self._advance_sessions(fresh)
+        self._advance_sessions(fresh, merge_users)
         return result
 
-    def _advance_sessions(self, fresh: list[Mapping[str, Any]]) -> None:
+    def _advance_sessions(self, fresh: list[Mapping[str, Any]], merge_users: bool) -> None:
+        if not merge_users:  # no login-merge: the session advances as an anonymous one
+            fresh = [{**event, "user_id": None} if event.get("user_id") else event for event in fresh]
         if fresh and self.on_accepted is not None:
             try:
                 self.breaker.call(lambda: self.on_accepted(fresh))  # type: ignore[misc]
@@ -143,14 +152,16 @@ class EventLog:
                          args=[SEEN_TTL_S, json.dumps(normalise("event", record)), self.max_events], client=pipe)
         return pipe.execute()  # type: ignore[no-any-return]
 
-    def _refuse_full(self, valid: Sequence[Mapping[str, Any]], outcomes: list[Any], hold: Hold | None) -> NoReturn:
+    def _refuse_full(self, valid: Sequence[Mapping[str, Any]], outcomes: list[Any], hold: Hold | None,
+                     merge_users: bool) -> NoReturn:
         """The stream reached its cap during this batch: 503, no dead letters. Events appended
         before it filled are kept (and their sessions advanced); the retry counts them as duplicates."""
         if self.budget is not None and hold is not None:
             self.budget.release(hold)
         full = sum(1 for o in outcomes if o == STREAM_FULL)
         self.refused_full += full
-        self._advance_sessions([r for r, o in zip(valid, outcomes, strict=True) if o not in (None, STREAM_FULL)])
+        self._advance_sessions([r for r, o in zip(valid, outcomes, strict=True) if o not in (None, STREAM_FULL)],
+                               merge_users)
         log.warning("event stream full (%d events waiting for ingest): %d events refused", self.max_events, full)
         raise NotReady(f"the event stream holds its cap of {self.max_events} events waiting for the batch "
                        "ingest; retry the whole request later, nothing was lost")

@@ -383,7 +383,7 @@ def recommend(user_id: str, k: int | None, device: str | None) -> None:
         # Nothing to answer from: say what to do, and start nothing (no redis-server left behind).
         raise click.ClickException(f"no model version in {artifacts} yet: run `blink run-dag` first (after "
                                    "`blink generate`, `blink ingest FILE` or `blink import …`)")
-    app = create_app(cfg, start_reload=False)
+    app = create_app(cfg, start_reload=False, listening=False)
     answer = app.extensions["blink"]["router"].recommend(user_id, k=k, device=device)
     click.echo(json.dumps(answer.to_dict(), indent=1))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.dlq import DeadLetter, DeadLetterQueue, reason_keys
+from contracts.dlq import QUARANTINE, DeadLetter, DeadLetterQueue, quarantined_file, reason_keys
 
 AT = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 REPO = Path(__file__).resolve().parents[2]
@@ -229,3 +229,27 @@ def test_replay_never_drops_letters_appended_while_it_rewrites(tmp_path: Path) -
     assert all(p.wait(timeout=60) == 0 for p in procs)
     assert replayed == 2
     assert dlq.count() == 3 + 2 * 100 * 3
+
+
+def test_replay_keeps_a_quarantined_file_and_a_record_it_cannot_check(tmp_path: Path) -> None:
+    """A quarantined file's letter is no record: replay keeps it with its reason. A record whose
+    checking raises (here a validator that fails on it: no real one is known) is kept, with that
+    as its reason, and the replay goes on."""
+    dlq = DeadLetterQueue(tmp_path)
+    file_letter = quarantined_file("event", "events/x.parquet", 123, "Could not read footer", AT)
+    dlq.add_batch_file("events-run", [file_letter, DeadLetter("api", "event", event_payload("boom"), "old", AT),
+                                      DeadLetter("api", "event", event_payload("ok"), "old", AT)])
+
+    def validator(kind: str, record: object) -> list[str]:
+        if isinstance(record, dict) and record.get("event_id") == "boom":
+            raise RecursionError("maximum recursion depth exceeded")
+        return current_contract(kind, record)
+
+    landed: list[dict[str, object]] = []
+    report = dlq.replay(validator, lambda kind, records: landed.extend(records))
+    assert [r["event_id"] for r in landed] == ["ok"] and (report.replayed, report.still_invalid) == (1, 2)
+    kept = {x.source: x for x in dlq.batch_entries("events-run")}
+    assert kept[QUARANTINE + "events/x.parquet"] == file_letter
+    assert file_letter.reason.startswith("file: could not be read (Could not read footer)")
+    assert kept["api"].reason == "record: could not be processed (RecursionError: maximum recursion depth exceeded)"
+    assert report.by_reason["event"] == {"file: could not be read": 1, "record: could not be processed": 1}

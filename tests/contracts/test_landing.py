@@ -252,3 +252,28 @@ def test_progress_is_reported_while_rows_are_checked(tmp_path: Path) -> None:
                          progress=lambda done, total: seen.append((done, total)))
     assert report.accepted == 12_000
     assert seen == [(5000, 12_000), (10_000, 12_000), (12_000, 12_000)]
+
+
+def test_the_run_date_skips_landing_files_nobody_can_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Files the ingest task quarantines (truncated Parquet, not UTF-8, a CSV field over the csv
+    module's limit) must not stop `blink run-dag` from choosing its date: each is skipped, logged."""
+    from blink import config
+    from tools.cli import _default_logical_date
+
+    monkeypatch.setenv("BLINK_PATHS__VAR_DIR", str(tmp_path / "var"))
+    cfg = config.load()
+    folder = cfg.layout.landing / "events"
+    folder.mkdir(parents=True)
+    row = {"event_id": "a", "session_id": "s", "item_id": "i", "event_type": "view", "device": "tv",
+           "timestamp": NOW - 7_200_000}
+    (folder / "good.jsonl").write_text(json.dumps(row) + "\n" + "[" * 100_000 + "\n")  # one line nested too deep
+    pd.DataFrame([row]).to_parquet(tmp_path / "whole.parquet")
+    whole = (tmp_path / "whole.parquet").read_bytes()
+    (folder / "truncated.parquet").write_bytes(whole[: len(whole) // 2])
+    (folder / "latin1.jsonl").write_bytes(json.dumps({**row, "session_id": "ß"}).encode("latin-1") + b"\xff\n")
+    (folder / "huge.csv").write_text("event_id,timestamp\n" + "x" * 200_000 + f",{NOW}\n")
+    assert newest_timestamp(folder, range(631_152_000_000, NOW + 1)) == NOW - 7_200_000
+    assert _default_logical_date(cfg) == "2026-09-21T13:00:00+00:00"
+    skipped = " ".join(r.getMessage() for r in caplog.records if "skipped" in r.getMessage())
+    assert all(name in skipped for name in ("truncated.parquet", "latin1.jsonl", "huge.csv")), skipped

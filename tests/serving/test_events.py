@@ -62,22 +62,22 @@ def test_a_retried_batch_is_accepted_once(redis_client: redis.Redis, tmp_path: P
 def test_drain_is_exactly_once_across_crashes(redis_client: redis.Redis, tmp_path: Path) -> None:
     keys = Keys("t")
     log = log_for(redis_client, tmp_path)
-    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    landing, lake, dlq = tmp_path / "landing", tmp_path / "lake", DeadLetterQueue(tmp_path / "dlq")
     log.accept([event(n) for n in range(10)])
-    first = stream.drain(redis_client, keys, landing, lake)
+    first = stream.drain(redis_client, keys, landing, lake, dlq)
     assert first["drained"] == 10
     # A crash after the landing file but before the checkpoint: simulate by forgetting the
     # checkpoint. The re-drain rewrites the same file (a superset), never a second copy.
     stream.checkpoint_path(lake).unlink()
     log.accept([event(n) for n in range(10, 15)])
-    again = stream.drain(redis_client, keys, landing, lake)
+    again = stream.drain(redis_client, keys, landing, lake, dlq)
     assert again["file"] == first["file"] and again["drained"] == 15
     files = list((landing / "events").glob("*.jsonl"))
     assert len(files) == 1 and len(files[0].read_text().splitlines()) == 15
     # Nothing new: nothing written. New events: a new file from the checkpoint on.
-    assert stream.drain(redis_client, keys, landing, lake)["drained"] == 0
+    assert stream.drain(redis_client, keys, landing, lake, dlq)["drained"] == 0
     log.accept([event(99)])
-    assert stream.drain(redis_client, keys, landing, lake)["drained"] == 1
+    assert stream.drain(redis_client, keys, landing, lake, dlq)["drained"] == 1
     ids = [json.loads(line)["event_id"]
            for f in (landing / "events").glob("*.jsonl") for line in f.read_text().splitlines()]
     assert sorted(ids) == sorted({*ids}) and len(ids) == 16
