@@ -52,8 +52,10 @@ class Result:
                 "client_ms": pct(self.client_ms), "server_ms": {p: pct(v) for p, v in self.server_ms.items()}}
 
 
-def run_open_loop(base: str, scenario: Scenario, rate: float, seconds: float, workers: int = 16) -> Result:
-    """Send ``rate`` requests/s for ``seconds``; latency from each request's scheduled time."""
+def run_open_loop(base: str, scenario: Scenario, rate: float, seconds: float, workers: int = 16,
+                  headers: dict[str, str] | None = None) -> Result:
+    """Send ``rate`` requests/s for ``seconds``; latency from each request's scheduled time.
+    ``headers`` go with every request (the ingest token for POST /v1/events)."""
     if not base.startswith(("http://127.0.0.1", "http://localhost")):
         raise ConfigError("benchmarks only target loopback (127.0.0.1): pass a http://127.0.0.1:<port> URL")
     result = Result(scenario.name)
@@ -71,7 +73,7 @@ def run_open_loop(base: str, scenario: Scenario, rate: float, seconds: float, wo
         local.s = session
         method, path, body = scenario.make_request(n)
         try:
-            r = session.request(method, base + path, json=body, timeout=5)
+            r = session.request(method, base + path, json=body, timeout=5, headers=headers)
             ok = r.status_code < 500
             payload = r.json() if ok else {}
         except requests.RequestException:

@@ -543,6 +543,8 @@ def bench(rate: float, seconds: float) -> None:
         from tools.demo import wait_ready
 
         wait_ready(base)
+        token = cfg.serving.ingest_token
+        auth = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         now = int(time.time() * 1000)
         scenarios = [
             b.Scenario("head", lambda n: ("GET", f"/v1/recommendations/{head[n % len(head)]}?k=20", None)),
@@ -558,7 +560,7 @@ def bench(rate: float, seconds: float) -> None:
         results = []
         for scenario in scenarios:
             with console.status(f"{scenario.name}: {rate:.0f} req/s for {seconds:.0f}s..."):
-                results.append(b.run_open_loop(base, scenario, rate, seconds))
+                results.append(b.run_open_loop(base, scenario, rate, seconds, headers=auth))
     finally:
         os.killpg(proc.pid, 15)
     out = b.write_report(results, cfg.layout.bench_reports / time.strftime("%Y%m%dT%H%M%S"),
