@@ -132,7 +132,8 @@ class ServingConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(2, ge=1)
-    threads: int = Field(8, ge=1, le=64, description="request threads per gunicorn worker (gthread): a slow client holds one")
+    threads: int = Field(8, ge=1, le=64, description="request threads per gunicorn worker (gthread); "
+                                                     "a slow client holds one")
     default_k: int = Field(20, ge=1)
     max_k: int = Field(100, ge=1)
     deadline_ms: float = Field(150.0, gt=0)
