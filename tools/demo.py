@@ -129,7 +129,7 @@ def main() -> None:
     console.print(f"dead-letter queue: {dlq.count()} records, by reason: {json.dumps(dlq.stats())}")
     console.print(f"\n[bold]Where to look[/]\n  API:            {base}/v1/recommendations/<user_id>?k=10\n"
                   f"  data quality:   {cfg.layout.data_docs / 'index.html'}\n"
-                  f"  Airflow UI:     make airflow-ui  (airflow standalone on http://localhost:8080)\n"
+                  f"  Airflow UI:     make airflow-ui  (http://127.0.0.1:8088, the login is printed)\n"
                   f"  logs:           {cfg.layout.logs}  (DAG runs, gunicorn)\n"
                   f"  stop it all:    make stop\n"
                   f"demo took {time.perf_counter() - started:.0f}s")
