@@ -57,18 +57,23 @@ def run(cfg: Config, interval: Interval) -> dict[str, Any]:
     return {"version": interval.version, "head_lists": written}
 
 
-# Files that legitimately change after publish: task timings (publish's own duration is added
-# after it returns) and ScaNN's asset paths (rewritten when a version is moved or linked).
-UNCHECKED = {layout.MANIFEST, layout.TIMINGS, f"{layout.INDEX_DIR}/scann_assets.pbtxt"}
+# What serving loads (blink.model.Model.load at "serve"): only these are checksummed. Reports
+# (eval.json, tunings) may be rewritten after publish (a re-evaluation), and ScaNN's asset-path
+# file is rewritten when a version is moved or linked.
+SERVED_FILES = (layout.EMBEDDINGS, layout.user_vectors(Path(), "serve").name, layout.RANKER, layout.FUSION,
+                layout.SESSION_WEIGHTS)
+SERVED_DIRS = (f"{layout.FEATURES_DIR}/serve/", f"{layout.INDEX_DIR}/")
+UNCHECKED = {f"{layout.INDEX_DIR}/scann_assets.pbtxt"}
 
 
 def checksums(directory: Path) -> dict[str, str]:
-    """sha256 of every file of the version, by path relative to it: serving refuses a version
-    whose files no longer match (a truncated or corrupted artifact) and falls back to another."""
+    """sha256 of every file of the version that serving loads, by path relative to it: serving
+    refuses a version whose files no longer match (a truncated or corrupted artifact) and falls
+    back to another."""
     out = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         name = path.relative_to(directory).as_posix()
-        if name not in UNCHECKED:
+        if (name in SERVED_FILES or name.startswith(SERVED_DIRS)) and name not in UNCHECKED:
             digest = hashlib.sha256()
             with path.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
