@@ -411,7 +411,7 @@ def test_an_hourly_run_refreshes_the_daily_fit_and_is_idempotent(
     daily = published["dir"]
     as_of = json.loads((daily / layout.MANIFEST).read_text())["as_of_ms"]
     run_ms = as_of + 3 * 3_600_000  # later than the intervals the tests above used
-    landing = pd.read_parquet(cfg.layout.landing / "events")
+    landing = pd.read_parquet(cfg.layout.landing / "events" / "synthetic.parquet")  # beside drained .jsonl files
     old = landing[landing["item_id"].notna() & landing["user_id"].notna()].head(60)
     returning = str(old["user_id"].iloc[0])
     fresh = old.assign(user_id=np.where(np.arange(len(old)) < 30, returning, "hourly-new-user"),
