@@ -56,7 +56,7 @@ def cfg(env: dict[str, str]) -> config.Config:
 
 @pytest.fixture(scope="module")
 def published(env: dict[str, str], cfg: config.Config) -> dict[str, Any]:
-    """generate tiny data (with malformed records) and run recs_hourly once, for real."""
+    """generate tiny data (with malformed records) and run the daily DAG once, for real."""
     subprocess.run([str(BIN / "blink"), "generate", "--size", "tiny", "--bad", str(BAD_RECORDS)],
                    env=env, check=True)
     done = subprocess.run([str(BIN / "blink"), "run-dag"], env=env, capture_output=True, text=True)
