@@ -1,7 +1,9 @@
-"""Crash-safe file replacement, shared by the dead-letter queue, the stream drain and ingest."""
+"""Crash-safe file replacement, shared by the dead-letter queue, the stream drain and ingest;
+and the file digest publish records and serving checks."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,3 +36,12 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (artifacts can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -7,7 +7,6 @@ directory without one is incomplete and never loaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -19,6 +18,7 @@ import pandas as pd
 from blink import layout, redis_client
 from blink.config import Config
 from blink.errors import GateFailed
+from blink.files import sha256
 from blink.keys import Keys
 from blink.store import RedisStore
 from jobs.interval import Interval
@@ -74,11 +74,7 @@ def checksums(directory: Path) -> dict[str, str]:
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         name = path.relative_to(directory).as_posix()
         if (name in SERVED_FILES or name.startswith(SERVED_DIRS)) and name not in UNCHECKED:
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            out[name] = digest.hexdigest()
+            out[name] = sha256(path)
     return out
 
 

@@ -17,7 +17,6 @@ one load attempt, not one per poll.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 from blink import layout
 from blink.candidates import SourceSizes
 from blink.errors import SetupError
+from blink.files import sha256
 from blink.model import Model
 from blink.pipeline import Pipeline
 from blink.store import RecStore, Scored
@@ -168,9 +168,5 @@ def verify(directory: Path) -> None:
         path = directory / name
         if not path.is_file():
             raise SetupError(f"{path} is listed in the manifest but missing")
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != expected:
+        if sha256(path) != expected:
             raise SetupError(f"{path} does not match its manifest checksum (corrupt or changed after publish)")
