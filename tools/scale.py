@@ -24,7 +24,6 @@ from typing import Any
 import psutil
 
 from blink import layout
-from blink.config import Config
 
 DONE = re.compile(r"done (\w+)\s+\((\d+)s\)")
 SAMPLE_S = 0.5
@@ -94,7 +93,7 @@ def measure(size: str, root: Path, seed: int = 7) -> dict[str, Any]:
                    stdout=subprocess.DEVNULL)
     generate_s = round(time.perf_counter() - t0, 1)
     daily = run_dag(env, ["--dag", "daily"], logs / "daily.log")
-    cfg = _cfg(env, config)
+    cfg = config.load(environ=env)
     fit = cfg.layout.version(cfg.layout.latest_fit.read_text().strip())
     as_of = int(json.loads((fit / layout.MANIFEST).read_text())["as_of_ms"])
     hour = synth.next_hour(size, seed, as_of)
@@ -114,16 +113,6 @@ def measure(size: str, root: Path, seed: int = 7) -> dict[str, Any]:
     result["lake_events"] = int(pd.read_parquet(cfg.layout.table("events"), columns=["event_id"]).shape[0])
     subprocess.run([blink, "stop"], env=env, check=False, stdout=subprocess.DEVNULL)  # this size's redis-server
     return result
-
-
-def _cfg(env: dict[str, str], config: Any) -> Config:
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return config.load()  # type: ignore[no-any-return]
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
