@@ -440,8 +440,15 @@ def test_an_hourly_run_refreshes_the_daily_fit_and_is_idempotent(
     a = dict(zip(after["user_ids"], after["user_vectors"], strict=True))
     assert "hourly-new-user" in a and "hourly-new-user" not in b
     assert not np.allclose(a[returning], b[returning])  # 30 new clicks moved the returning user
-    untouched = [u for u in b if u != returning]
+    # Touched = every user with an event in [fit cut-off, run) in the lake: the events posted over
+    # HTTP by the tests above count too, as they would in production.
+    lake = pd.read_parquet(cfg.layout.table("events"), columns=["user_id", "item_id", "timestamp"])
+    window = lake[lake["item_id"].notna() & (lake["timestamp"] >= as_of) & (lake["timestamp"] < run_ms)]
+    touched = set(window["user_id"].dropna())
+    assert returning in touched and "hourly-new-user" in touched
+    untouched = [u for u in b if u not in touched]
     assert untouched and all(np.array_equal(a[u], b[u]) for u in untouched)
+    assert set(b) <= set(a) <= set(b) | touched  # nobody dropped; only touched users are new
     users = pd.read_parquet(layout.features_dir(first, "serve") / "users.parquet")
     assert "hourly-new-user" in set(users["user_id"])
     # The hourly version serves: the new user gets a personal list through the serving pipeline.
