@@ -519,9 +519,12 @@ def rollback_(version: str) -> None:
 @cli.command()
 @click.option("--rate", type=float, default=100.0, help="requests per second, per scenario")
 @click.option("--seconds", type=float, default=10.0, help="duration of each scenario")
-def bench(rate: float, seconds: float) -> None:
-    """Open-loop load test of the published version over HTTP on 127.0.0.1 (head, tail, events,
-    session, similar); prints p50/p99/p99.9 and writes var/reports/bench/<time>/ (JSON + PNG)."""
+@click.option("--highest-rate", "rates", default="",
+              help="also step these rates (e.g. 100,200,300,400,600) per path until it misses its p99 target")
+def bench(rate: float, seconds: float, rates: str) -> None:
+    """Open-loop load test of the published version over HTTP on 127.0.0.1: head, tail, session,
+    unknown, events, similar, and a realistic mix of them; prints p50/p99/p99.9 (client from the
+    intended send time, and server) and writes var/reports/bench/<time>/ (JSON + PNG)."""
     from blink.model import Model
     from jobs.publish import published_dir
     from tools import bench as b
@@ -529,45 +532,45 @@ def bench(rate: float, seconds: float) -> None:
     cfg = _cfg()
     directory = published_dir(cfg)
     if directory is None:
-        raise click.ClickException("no version published yet: run `make demo` (or blink run-dag) first")
+        raise click.ClickException("no version published yet: run `make demo` (or blink run-dag, or "
+                                   "blink serving-model) first")
+    steps = [float(r) for r in rates.split(",") if r.strip()]
     model = Model.load(directory, "serve", retriever=False, ranker=False)
     head = json.loads((directory / layout.HEAD_USERS).read_text())
     head_set = set(head)
     tail = [u for j, u in enumerate(model.user_ids) if u not in head_set and not math.isnan(model.user_vectors[j, 0])]
-    items = [str(i) for i in model.item_ids]
+    people = b.Population(head, tail, [str(i) for i in model.item_ids], int(time.time() * 1000))
+    meta = {"version": directory.name, "items": len(model.item_ids), "users": len(model.user_ids),
+            "head_users": len(head), "rate": rate, "seconds": seconds, "workers": cfg.serving.workers,
+            "worker_class": "gthread", "threads": cfg.serving.threads, "deadline_ms": cfg.serving.deadline_ms,
+            "machine_before": b.machine()}
+    del model
     port = redis_server.free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    highest: list[dict[str, Any]] = []
     try:
         from tools.demo import wait_ready
 
-        wait_ready(base)
+        wait_ready(base, timeout=600)
         token = cfg.serving.ingest_token
         auth = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
-        now = int(time.time() * 1000)
-        scenarios = [
-            b.Scenario("head", lambda n: ("GET", f"/v1/recommendations/{head[n % len(head)]}?k=20", None)),
-            b.Scenario("tail", lambda n: ("GET", f"/v1/recommendations/{tail[n % len(tail)]}?k=20", None)),
-            b.Scenario("events+session update", lambda n: ("POST", "/v1/events", {
-                "event_id": f"bench-{now}-{n}", "user_id": None, "session_id": f"bench-{now}-s{n % 300}",
-                "item_id": items[(n * 7919) % len(items)], "event_type": "click", "timestamp": now + n,
-                "device": "mobile"})),
-            b.Scenario("session", lambda n: ("GET", f"/v1/recommendations/visitor-{n % 300}?k=20"
-                                                    f"&session_id=bench-{now}-s{n % 300}", None)),
-            b.Scenario("similar", lambda n: ("GET", f"/v1/items/{items[(n * 31) % len(items)]}/similar?k=20", None)),
-        ]
         results = []
-        for scenario in scenarios:
+        for scenario in people.scenarios():
             with console.status(f"{scenario.name}: {rate:.0f} req/s for {seconds:.0f}s..."):
                 results.append(b.run_open_loop(base, scenario, rate, seconds, headers=auth))
+        for scenario in (s for s in people.scenarios() if steps and s.name in b.TARGET_P99_MS):
+            with console.status(f"{scenario.name}: highest rate within p99 {b.TARGET_P99_MS[scenario.name]} ms..."):
+                highest.append(b.highest_rate(base, scenario, steps, seconds, b.TARGET_P99_MS[scenario.name], auth))
     finally:
         os.killpg(proc.pid, 15)
-    out = b.write_report(results, cfg.layout.bench_reports / time.strftime("%Y%m%dT%H%M%S"),
-                         {"version": directory.name, "rate": rate, "seconds": seconds, "workers": cfg.serving.workers})
+    meta["machine_after"] = b.machine()
+    out = b.write_report(results, cfg.layout.bench_reports / time.strftime("%Y%m%dT%H%M%S"), meta, highest)
     from rich.table import Table
 
-    table = Table(title=f"open-loop, {rate:.0f} req/s per scenario, model {directory.name} (ms)")
+    table = Table(title=f"open-loop, {rate:.0f} req/s per scenario, model {directory.name} "
+                        f"({meta['items']:,} items, {meta['users']:,} users) (ms)")
     for col in ("scenario", "sent", "errors", "client p50", "client p99", "client p99.9", "server path",
                 "server p50", "server p99", "server p99.9"):
         table.add_column(col)
@@ -579,7 +582,30 @@ def bench(rate: float, seconds: float) -> None:
                           f"{c.get('p99.9', 0):.2f}", path, f"{sv.get('p50', 0):.2f}", f"{sv.get('p99', 0):.2f}",
                           f"{sv.get('p99.9', 0):.2f}")
     Console(width=160).print(table)
+    for h in highest:
+        console.print(f"{h['scenario']}: highest rate within server p99 {h['target_p99_ms']} ms: "
+                      f"{h['highest_rate']:.0f} req/s (steps: "
+                      + ", ".join(f"{x['rate']:.0f}->{x['server_p99_ms']:.1f} ms" for x in h["steps"]) + ")")
+    console.print(f"machine: {meta['machine_before']} -> {meta['machine_after']}")
     console.print(f"report: {out / 'report.json'}  picture: {out / 'latency.png'}")
+
+
+@cli.command("serving-model")
+@click.option("--scale", type=click.Choice(["tiny", "demo", "bench"]), default="bench", show_default=True)
+def serving_model(scale: str) -> None:
+    """Build and publish a version at SCALE directly (no batch run), to benchmark serving at the
+    SPEC's size: real tuned ScaNN index, a ranker of the configured size, head lists through the
+    pipeline. Then `blink bench`."""
+    from tools import serving_model as sm
+
+    cfg = _cfg()
+    redis_server.ensure(cfg)
+    directory = cfg.layout.version(time.strftime("%Y%m%dT%H%M") + f"-serving-{scale}")
+    with console.status(f"building a {scale}-scale version in {directory}..."):
+        built = sm.build(cfg, scale, directory)
+    with console.status("head lists through the pipeline, then publish..."):
+        published = sm.precompute_and_publish(cfg, scale, directory)
+    console.print(f"[green]published[/] {directory.name}: {json.dumps({**built, **published})}", highlight=False)
 
 
 @cli.command("bench-scale")
