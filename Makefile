@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
 SIZE ?= demo
 
-.PHONY: demo test test-fast prereq install stop airflow-ui report bench bench-scale lint clean
+.PHONY: demo test test-fast prereq install stop airflow-ui report bench bench-serving bench-scale lint clean
 
 # The virtual environment is rebuilt only when setup.cfg or constraints.txt change.
 $(STAMP): setup.cfg constraints.txt
@@ -48,6 +48,16 @@ report: $(STAMP)
 # Open-loop HTTP benchmark of the published version (run `make demo` first).
 bench: $(STAMP)
 	$(BIN)/blink bench
+
+# Serving at the SPEC's scale (100 k items, 500 k users) without waiting for the batch: a version
+# built directly (blink serving-model), then the open-loop benchmark with each path's highest rate.
+BENCH_VAR ?= var-bench-serving
+BENCH_ENV := BLINK_ENV=bench BLINK_PATHS__VAR_DIR=$(BENCH_VAR) \
+	BLINK_SERVING__INGEST_TOKEN=$${BLINK_SERVING__INGEST_TOKEN:-bench-local-token}
+bench-serving: $(STAMP)
+	$(BENCH_ENV) $(BIN)/blink serving-model --scale bench
+	$(BENCH_ENV) $(BIN)/blink bench --rate 100 --seconds 20 --highest-rate 100,200,300,400,600,800
+	$(BENCH_ENV) $(BIN)/blink stop
 
 # The batch layer at growing sizes: daily fit + hourly refresh per size (not part of make test).
 # SIZES=tiny,demo,bench for the SPEC's scale (3.4 GiB of data, hours on 2 cores).
