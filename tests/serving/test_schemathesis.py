@@ -43,6 +43,7 @@ def api(live: Server) -> BaseSchema:
         "base-url": live.base,
         "headers": {"Authorization": f"Bearer {TOKEN}"},
         "request-timeout": 10,
+        "suppress-health-check": ["too_slow"],  # timing, not data: a loaded 2-core box must not fail the run
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
         "phases": {"stateful": {"enabled": False}},
         "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
