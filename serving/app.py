@@ -131,7 +131,9 @@ def _blink_error(exc: BlinkError) -> Any:
 
 
 def _http_error(exc: HTTPException) -> Any:
-    return jsonify({"error": exc.name, "message": exc.description}), exc.code
+    """werkzeug's error as JSON, keeping its headers but the HTML type (a 405 lists ``Allow``, RFC 9110)."""
+    headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"]
+    return jsonify({"error": exc.name, "message": exc.description}), exc.code, headers
 
 
 def _unexpected_error(exc: Exception) -> Any:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_serializer
 from pydantic.json_schema import models_json_schema
 
 from contracts.validation import fields as contract_fields
+from serving.router import REQUEST_DEVICES
 
 REF = "#/components/schemas/{model}"
 MAX_BATCH_USERS = 100  # users per POST /v1/recommendations: each is a full answer under its own deadline
@@ -191,7 +192,7 @@ E = Error
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("get", "/v1/recommendations/{user_id}", "One user's recommendations",
              {200: Recommendation, 400: E},
-             (Param("user_id", "path", ID), K, Param("device", "query", {"type": "string"}),
+             (Param("user_id", "path", ID), K, Param("device", "query", {"type": "string", "enum": [*REQUEST_DEVICES]}),
               Param("session_id", "query", ID))),
     Endpoint("post", "/v1/recommendations", "Many users at once, each answered as the GET would",
              {200: BatchAnswer, 400: E, 413: E}, body=BatchRequest),
@@ -215,6 +216,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 # 400 on a POST /v1/events body that is not JSON at all (not even a list) is an Error, not an
 # EventsAnswer: both are allowed there.
 ALSO: dict[tuple[str, int], type[BaseModel]] = {("/v1/events", 400): Error}
+# Answers gunicorn itself gives on any route, before the app sees the request (so not JSON): a
+# request line (method, path and query) over its limit_request_line. Found by schemathesis.
+SERVER_ANSWERS: dict[int, str] = {
+    414: "URI Too Long: the request line is over gunicorn's limit_request_line (4094 bytes); an HTML page"}
 
 
 def event_schema() -> dict[str, Any]:
@@ -271,6 +276,9 @@ def document() -> dict[str, Any]:
             op["security"] = [{"bearer": []}]
         for status, answer in e.responses.items():
             op["responses"][str(status)] = _response(e.path, status, answer)
+        for status, description in SERVER_ANSWERS.items():
+            op["responses"][str(status)] = {"description": description,
+                                            "content": {"text/html": {"schema": {"type": "string"}}}}
         paths.setdefault(e.path, {})[e.method] = op
     return {"openapi": "3.1.0",
             "info": {"title": "Blink", "version": "1",

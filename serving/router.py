@@ -35,6 +35,8 @@ from serving.breaker import Breaker, Deadline, HardDeadline
 from serving.registry import Registry
 
 log = logging.getLogger(__name__)
+# The ?device= values a request may name (the document's enum for it too); "unknown" is the feature's NaN.
+REQUEST_DEVICES = (*DEVICES, "unknown")
 
 
 @dataclass
@@ -85,8 +87,8 @@ class Router:
         if session_id is not None:
             self.check_id(session_id, "session_id")
         k = self.check_k(k)
-        if device is not None and device not in (*DEVICES, "unknown"):
-            raise BadRequest(f"device must be one of {', '.join((*DEVICES, 'unknown'))}; got {device!r}")
+        if device is not None and device not in REQUEST_DEVICES:
+            raise BadRequest(f"device must be one of {', '.join(REQUEST_DEVICES)}; got {device!r}")
         answer = self._route(user_id, k, Context(now_ms or int(time.time() * 1000), device), session_id, deadline)
         answer.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         return answer
