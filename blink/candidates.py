@@ -160,13 +160,16 @@ def gather(model: Model, vector: np.ndarray | None, recent: np.ndarray, exclude:
     else:
         scores = np.full(len(positions), np.nan, np.float32)
     sources = np.full((len(positions), len(SOURCE)), np.nan, np.float32)
-    where = {p: j for j, p in enumerate(positions.tolist())}
+    by_position = np.argsort(positions, kind="stable")  # row of each candidate, looked up by position
+    sorted_positions = positions[by_position]
+
+    def rows(found: np.ndarray) -> np.ndarray:
+        return by_position[np.searchsorted(sorted_positions, found)]
+
     for name, found in (("ann", ann), ("covisit", co_pos), ("popular", popular), ("sknn", kn_pos)):
-        rows = np.fromiter((where[p] for p in found.tolist()), np.int64, len(found))
-        sources[rows, _COL[f"x_src_{name}_rank"]] = np.arange(len(found), dtype=np.float32)
+        sources[rows(found), _COL[f"x_src_{name}_rank"]] = np.arange(len(found), dtype=np.float32)
     for name, found, score in (("covisit", co_pos, co_score), ("sknn", kn_pos, kn_score)):
-        rows = np.fromiter((where[p] for p in found.tolist()), np.int64, len(found))
-        sources[rows, _COL[f"x_src_{name}_score"]] = score
+        sources[rows(found), _COL[f"x_src_{name}_score"]] = score
     sources[:, _COL["x_src_count"]] = (~np.isnan(sources[:, RANK_COLUMNS])).sum(axis=1)
     return Candidates(positions, scores, sources)
 

@@ -128,6 +128,15 @@ class HeadConfig(Section):
     list_length: int = Field(100, ge=1, le=1000)
 
 
+class PrecomputeConfig(Section):
+    """How the head users' lists are computed (jobs/precompute.py)."""
+
+    batch_users: int = Field(256, ge=1, le=10_000, description="users whose candidates share one ranker call")
+    max_age_hours: float = Field(6.0, ge=0, description="an hourly run reuses the previous version's list of a "
+                                                         "head user with no new events and the same vector "
+                                                         "until it is this old; 0: recompute every list")
+
+
 class ServingConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
@@ -210,6 +219,7 @@ class Config(Section):
     retrieval: RetrievalConfig = RetrievalConfig()
     ranker: RankerConfig = RankerConfig()
     head: HeadConfig = HeadConfig()
+    precompute: PrecomputeConfig = PrecomputeConfig()
     serving: ServingConfig = ServingConfig()
     eval: EvalConfig = EvalConfig()
     quality: QualityConfig = QualityConfig()

@@ -78,13 +78,16 @@ def context_row(ctx: Context) -> np.ndarray:
 
 def feature_matrix(model: Model, user_pos: int | None, item_pos: np.ndarray, scores: np.ndarray,
                    ctx: Context, session_vector: np.ndarray | None = None,
-                   sources: np.ndarray | None = None, session_items: np.ndarray | None = None) -> np.ndarray:
+                   sources: np.ndarray | None = None, session_items: np.ndarray | None = None,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """One row of NAMES per candidate item (in candidate order) for one user and request.
 
     ``scores`` are the query-vector scores of ``item_pos``; ``user_pos`` None means an unknown
     user (user features NaN); ``session_vector`` None means no session (session features NaN);
     ``sources`` are the SOURCE columns built by blink.candidates (None: all NaN);
-    ``session_items`` are the positions of the items the live session touched.
+    ``session_items`` are the positions of the items the live session touched; ``out`` (float32,
+    one row per candidate) receives the rows instead of a new array: many requests' matrices
+    written straight into the one that is ranked.
     """
     n = len(item_pos)
     user = _user_row(model, user_pos)
@@ -99,7 +102,9 @@ def feature_matrix(model: Model, user_pos: int | None, item_pos: np.ndarray, sco
         np.broadcast_to(context_row(ctx), (n, len(CONTEXT))),
         np.broadcast_to(_user_context(user, ctx), (n, len(USER_CONTEXT))),
     ]
-    return np.hstack(blocks).astype(np.float32)
+    if out is None:
+        out = np.empty((n, len(NAMES)), np.float32)
+    return np.concatenate(blocks, axis=1, out=out)
 
 
 def _user_row(model: Model, user_pos: int | None) -> np.ndarray:
@@ -144,7 +149,7 @@ def _cross(model: Model, user_pos: int | None, user: np.ndarray, items: np.ndarr
             _rank_descending(items[:, ITEM_INDEX["i_events_7d"]]),
             _rank_descending(items[:, ITEM_INDEX["i_events_1d"]]),
         ]
-    out = np.column_stack(columns).astype(np.float32)
+    out = np.column_stack(columns).astype(np.float32, copy=False)
     out[~np.isfinite(out)] = np.nan
     return out
 

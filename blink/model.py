@@ -107,10 +107,12 @@ class Model:
                    for h in users["history"]]
         recent = ([np.array([item_index[i] for i in r if i in item_index], np.int64) for r in users["recent"]]
                   if "recent" in users.columns else [])
+        # Read once: an npz file decompresses (and CRC-checks) an array again on every access.
+        als_vectors = users_npz["user_vectors"]
         user_vectors = np.full((len(users), item_vectors.shape[1]), np.nan, np.float32)
         for pos, uid in enumerate(user_ids):
             if uid in als_users:
-                user_vectors[pos] = users_npz["user_vectors"][als_users[uid]]
+                user_vectors[pos] = als_vectors[als_users[uid]]
             elif len(history[pos]):
                 # Fold-in: a user who arrived after the embeddings were fitted is the mean of
                 # what they touched, which lives in the same vector space.

@@ -21,7 +21,7 @@ import numpy as np
 
 from blink.candidates import Candidates, SourceSizes, gather
 from blink.errors import SetupError
-from blink.feature_matrix import Context, feature_matrix
+from blink.feature_matrix import NAMES, Context, feature_matrix
 from blink.model import Model
 from blink.retrieval import Retriever
 from blink.session_store import SessionState
@@ -101,18 +101,40 @@ class Pipeline:
         """The union of every source's candidates for ``q`` (consumed items removed)."""
         return gather(self.model, q.vector, q.recent, q.exclude, self.sizes, self._retriever_or_none(), q.user_pos)
 
-    def features(self, q: Query, cands: Candidates, ctx: Context) -> np.ndarray:
+    def features(self, q: Query, cands: Candidates, ctx: Context, out: np.ndarray | None = None) -> np.ndarray:
         return feature_matrix(self.model, q.user_pos, cands.positions, cands.scores, ctx,
-                              session_vector=q.session, sources=cands.sources, session_items=q.session_items)
+                              session_vector=q.session, sources=cands.sources, session_items=q.session_items,
+                              out=out)
 
     def rank(self, q: Query, cands: Candidates, ctx: Context) -> np.ndarray:
         """Ranker scores for the candidates, or their fused source order where the version has
         no ranker or its ranker did not beat that order for this kind of request."""
-        kind = request_kind(q)
-        if self.model.booster is None or not self.model.fusion.ranker[kind] or len(cands.positions) == 0:
-            return cands.fused_scores(self.model.fusion.weights[kind])
-        x = self.features(q, cands, ctx)
-        return np.asarray(self.model.booster.inplace_predict(x), dtype=np.float32)  # type: ignore[attr-defined]
+        return self.rank_many([q], [cands], ctx)[0]
+
+    def rank_many(self, queries: Sequence[Query], cands: Sequence[Candidates], ctx: Context) -> list[np.ndarray]:
+        """:meth:`rank` for many requests: their feature matrices stacked into one XGBoost call.
+
+        A tree ensemble scores each row on its own, so a row's score does not depend on which
+        rows share the call (tested): one user alone and one of a thousand get the same scores.
+        """
+        out: list[np.ndarray] = [np.empty(0, np.float32)] * len(queries)
+        ranked = []
+        for j, (q, c) in enumerate(zip(queries, cands, strict=True)):
+            kind = request_kind(q)
+            if self.model.booster is None or not self.model.fusion.ranker[kind] or len(c.positions) == 0:
+                out[j] = c.fused_scores(self.model.fusion.weights[kind])
+            else:
+                ranked.append(j)
+        if ranked:
+            rows = [len(cands[j].positions) for j in ranked]
+            ends = np.cumsum(rows).tolist()
+            x = np.empty((ends[-1], len(NAMES)), np.float32)
+            for j, end, n in zip(ranked, ends, rows, strict=True):
+                self.features(queries[j], cands[j], ctx, out=x[end - n:end])
+            scores = np.asarray(self.model.booster.inplace_predict(x), dtype=np.float32)  # type: ignore[attr-defined]
+            for j, end, n in zip(ranked, ends, rows, strict=True):
+                out[j] = scores[end - n:end]
+        return out
 
     def recommend(self, user_id: str | None, k: int, ctx: Context, exclude: Iterable[str] = (),
                   rank: bool = True, after_stage: Callable[[str], None] | None = None,
@@ -136,11 +158,24 @@ class Pipeline:
             cands = cands.only("ann")
             scores = cands.scores
         after("ranking")
+        return self._top(cands, scores, k)
+
+    def recommend_many(self, user_ids: Sequence[str], k: int, ctx: Context) -> list[Scored | None]:
+        """:meth:`recommend` (ranked, no session, nothing extra excluded) for many users at once,
+        one answer per user in order: each user's candidates as for one request, then one ranker
+        call for all of them (:meth:`rank_many`). Precompute runs head users through this."""
+        queries = [self.query(u) for u in user_ids]
+        live = [q for q in queries if q is not None]
+        cands = [self.candidates_for(q) for q in live]
+        answers = iter([self._top(c, s, k) for c, s in zip(cands, self.rank_many(live, cands, ctx), strict=True)])
+        return [None if q is None else next(answers) for q in queries]
+
+    def _top(self, cands: Candidates, scores: np.ndarray, k: int) -> Scored:
         # Stable sort: ties keep candidate order, so the top k of a longer list is the
         # same as the list asked for with k (head lists are stored longer than k).
         order = np.argsort(-scores, kind="stable")[:k]
-        ids = self.model.item_ids
-        return [(str(ids[cands.positions[j]]), float(scores[j])) for j in order]
+        items = self.model.item_ids[cands.positions[order]].tolist()
+        return list(zip(map(str, items), scores[order].tolist(), strict=True))
 
     def similar(self, item_id: str, k: int) -> Scored | None:
         """Nearest items to an item in the shared vector space (itself excluded)."""
