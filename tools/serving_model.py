@@ -11,8 +11,8 @@ the ``publish`` task does. What is *real* here, because latency depends on it:
 - the ranker is an XGBoost model trained with the configured ``ranker`` parameters (trees,
   depth) on rows of the real feature width; its labels are synthetic, so its *answers* mean
   nothing -- only its cost does;
-- head lists are computed by ``Pipeline.recommend``, the tail path's own function, for the
-  ``head_users`` most active users (capped: precompute runs at tens of users/s today);
+- head lists are computed by ``Pipeline.recommend_many`` (what the precompute task runs; the
+  tail path's ``recommend`` is its one-user case) for the ``head_users`` most active users;
 - co-visitation neighbours, recent items, session GRU weights have serving's exact layout.
 
 Nothing here is used by a test of quality: ``tools/`` is imported by nothing else.
@@ -188,7 +188,7 @@ def _index(cfg: Config, item_vec: np.ndarray, user_vec: np.ndarray, directory: P
 
 
 def precompute_and_publish(cfg: Config, scale: str, directory: Path) -> dict[str, Any]:
-    """Head lists through ``Pipeline.recommend`` (the tail path's function), similar lists,
+    """Head lists through ``Pipeline.recommend_many`` (the precompute task's batches), similar lists,
     the manifest with checksums, then the store's atomic switch -- as the publish task does."""
     from blink.candidates import SourceSizes
     from blink.feature_matrix import Context
@@ -203,8 +203,10 @@ def precompute_and_publish(cfg: Config, scale: str, directory: Path) -> dict[str
     active = np.argsort([-len(h) for h in model.history], kind="stable")[: s.head_users]
     head_users = [model.user_ids[j] for j in active]
     started = time.perf_counter()
-    answered = ((u, pipe.recommend(u, cfg.head.list_length, ctx)) for u in head_users)
-    heads = [(u, x) for u, x in answered if x]
+    batch = cfg.precompute.batch_users  # as the precompute task batches them
+    answered = [x for at in range(0, len(head_users), batch)
+                for x in pipe.recommend_many(head_users[at:at + batch], cfg.head.list_length, ctx)]
+    heads = [(u, x) for u, x in zip(head_users, answered, strict=True) if x]
     rate = len(head_users) / (time.perf_counter() - started)
     head_items = [str(i) for i, _ in model.trending] + [str(i) for i in model.item_ids[: s.head_items]]
     found = ((i, pipe.similar(i, cfg.head.list_length)) for i in dict.fromkeys(head_items))
